@@ -1,0 +1,32 @@
+# igsm-lab: each target is one command; together they document the workflow.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install data test lint bench clean
+
+# A local virtual environment with torch pinned to 2.13.0 (a CPU wheel here) before anything else can pull CUDA.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data: $(STAMP)
+	$(PY) -m igsm.generate --preset med --n 1000 --seed 0 --out data/sample/med_train.jsonl
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+bench: $(STAMP)
+	$(PY) benchmarks/generator.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -46,8 +46,10 @@ def main() -> None:
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"# igsm generator throughput, one core ({platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()})")
+    print(
+        f"# igsm generator throughput, one core ({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()})"
+    )
     print(f"{'setting':26s} {'problems/s':>11s} {'reference':>10s} {'speed-up':>9s} {'target':>7s}  ok")
     for name, base, overrides, ref, target in CASES:
         config = preset(base, **overrides)

@@ -52,14 +52,21 @@ def records(config: GenConfig, seed: int, start: int, n: int, workers: int = 1) 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m igsm.generate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="med", help="med (max_op 15, max_edge 20) or hard (21, 28)")
+    ap = argparse.ArgumentParser(
+        prog="python -m igsm.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--preset", choices=sorted(PRESETS), default="med", help="med (max_op 15, max_edge 20) or hard (21, 28)"
+    )
     ap.add_argument("--op", type=int, help="force exactly this many operations (e.g. 23 for med OOD tests)")
     ap.add_argument("--op-min", type=int, help="smallest op count (default 1)")
     ap.add_argument("--op-max", type=int, help="largest op count (default the preset's max_op)")
-    ap.add_argument("--op-dist", choices=OP_DISTS, default="light",
-                    help="light: min of two uniform draws, as in the papers; uniform: one uniform draw")
+    ap.add_argument(
+        "--op-dist",
+        choices=OP_DISTS,
+        default="light",
+        help="light: min of two uniform draws, as in the papers; uniform: one uniform draw",
+    )
     ap.add_argument("--split", choices=["train", "test", "all"], default="train", help="template-hash bins to accept")
     ap.add_argument("--format", choices=P_FORMATS, default="pq", help="statement then question (pq) or the reverse")
     ap.add_argument("--perm-level", type=int, default=5, help="statement order: 5 full shuffle, 0-4 local, 6 none")
@@ -81,8 +88,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     lo, hi = (args.op, args.op) if args.op is not None else (args.op_min, args.op_max)
     try:
-        config = preset(args.preset, op_min=lo, op_max=hi, op_dist=args.op_dist, split=args.split,
-                        p_format=args.format, perm_level=args.perm_level)
+        config = preset(
+            args.preset,
+            op_min=lo,
+            op_max=hi,
+            op_dist=args.op_dist,
+            split=args.split,
+            p_format=args.format,
+            perm_level=args.perm_level,
+        )
     except ValueError as e:
         sys.exit(f"error: {e}")
     if args.pretty:
@@ -94,8 +108,9 @@ def main(argv: list[str] | None = None) -> None:
         for r in stream:
             print(json.dumps(r, ensure_ascii=False))
         return
-    n = write_jsonl(args.out, tqdm(stream, total=args.n, desc=f"generating {args.out}", unit="problem",
-                                   disable=args.n < 1000))
+    n = write_jsonl(
+        args.out, tqdm(stream, total=args.n, desc=f"generating {args.out}", unit="problem", disable=args.n < 1000)
+    )
     print(f"wrote {n} problems to {args.out}", file=sys.stderr)
 
 

@@ -60,7 +60,9 @@ def generate(config: GenConfig, seed: int, index: int, vocab: Vocabulary | None 
     bins = bins_of(config.split)
     for _ in range(config.max_attempts):
         s = _design_target(config, rng, target)
-        problem = build(rng, vocab, draw_shape(rng, s, config.max_edge), s, target, bins, config.perm_level, config.p_format)
+        problem = build(
+            rng, vocab, draw_shape(rng, s, config.max_edge), s, target, bins, config.perm_level, config.p_format
+        )
         if problem is not None:
             problem.meta.update(seed=seed, index=index)
             return problem

@@ -42,7 +42,9 @@ def draw_shape(rng: random.Random, s: int, max_edge: int) -> tuple[int, int, int
 def _width_weights(s: int, max_edge: int) -> list[float]:
     """Cumulative softmax weights (temperature 1) of d, t0, t1 in {2, 3, 4}: -(rel - c)^2, c = 0.2 / 0.5 / 0.8."""
     rel = (s - 1) / (max_edge - 1)
-    return list(accumulate(math.exp(-((rel - c) ** 2)) for c in _CENTRES))
+    logits = [-((rel - c) ** 2) for c in _CENTRES]
+    top = max(logits)  # subtract the maximum so that far-out targets (op >> max_edge) do not underflow
+    return list(accumulate(math.exp(x - top) for x in logits))
 
 
 class _Attempt:
@@ -251,10 +253,13 @@ class _Attempt:
                             for x in cands
                         ]
                         r = rng.random() * sum(weights)
-                        for src, w in zip(cands, weights):
+                        pick = len(cands) - 1
+                        for idx, w in enumerate(weights):
                             r -= w
                             if r < 0:
+                                pick = idx
                                 break
+                        src = cands[pick]
                         preds[param].append(src)
                         stack.add(src)
             else:
@@ -422,7 +427,10 @@ class _Attempt:
 
     def _random_topological_order(self) -> list[ParamId]:
         """A uniformly random linear extension step by step (Kahn's algorithm, random choice), RNG excluded."""
-        preds = {p: (list(self.formulas[p].operands) if p[0] == INSTANCE else self._structural_deps(p)) for p in self.creation}
+        preds = {
+            p: (list(self.formulas[p].operands) if p[0] == INSTANCE else self._structural_deps(p))
+            for p in self.creation
+        }
         succs: dict[ParamId, list[ParamId]] = {p: [] for p in self.creation}
         indeg = {}
         for p, ds in preds.items():

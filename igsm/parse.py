@@ -109,7 +109,7 @@ def _resolve_names(phrases: list[str], known: set[str]) -> list[dict[str, tuple[
     cands = {p: _splits(p) for p in phrases}
     for p, c in cands.items():
         if not c:
-            raise ProblemParseError("bad_name", f"{p!r} is not of the form \"A's B\"")
+            raise ProblemParseError("bad_name", f'{p!r} is not of the form "A\'s B"')
     resolved: dict[str, tuple[str, str]] = {p: c[0] for p, c in cands.items() if len(c) == 1}
     known = set(known) | {x for ab in resolved.values() for x in ab}
     pending = [p for p in cands if p not in resolved]
@@ -135,7 +135,7 @@ def _resolve_names(phrases: list[str], known: set[str]) -> list[dict[str, tuple[
     fixed = {x for ab in resolved.values() for x in ab}
     scored = sorted((len(fixed.union(*combo)), combo) for combo in product(*choices))
     best = [combo for score, combo in scored if score == scored[0][0]][:MAX_READINGS]
-    return [{**resolved, **dict(zip(pending, combo))} for combo in best]
+    return [{**resolved, **dict(zip(pending, combo, strict=True))} for combo in best]
 
 
 def _layers_with_splits(items: list[str], edges: list[tuple[str, str]]) -> tuple[dict[str, int], set[str]]:
@@ -191,6 +191,15 @@ def _layer_name_options(
             if len(found) != 1:
                 raise ProblemParseError("inconsistent_layers", f"items of one layer from several categories: {found}")
             names.append(found.pop())
+        if not any(tuple(names) == h[off : off + d] for h in vocab.hierarchies for off in range(len(h) - d + 1)):
+            raise ProblemParseError(
+                "inconsistent_layers", f"layers {names} are not consecutive categories of a hierarchy"
+            )
+        bad = [c for layer, c in mentions if c not in names or names.index(c) <= layer]
+        if bad:
+            raise ProblemParseError(
+                "inconsistent_layers", f"{bad[0]!r} is not a category below the items it is used with"
+            )
         return [names]
     options = []
     for h in known_hierarchies(vocab):
@@ -205,7 +214,7 @@ def _layer_name_options(
     # an unknown hierarchy: each category lies below every item it is used with (spec decision 8b)
     cats_used = sorted({c for _, c in mentions})
     for layers in permutations(range(1, d), len(cats_used)):
-        where = dict(zip(cats_used, layers))
+        where = dict(zip(cats_used, layers, strict=True))
         if all(layer < where[c] for layer, c in mentions):
             names = [f"<layer {i}>" for i in range(d)]
             for c, k in where.items():
@@ -237,7 +246,6 @@ def parse_problem(statement: str, question: str | None = None, vocab: Vocabulary
     if len(set(subjects)) != len(subjects):
         dup = next(x for x in subjects if subjects.count(x) > 1)
         raise ProblemParseError("duplicate_sentence", f"{dup!r} is defined twice")
-    subject_set = set(subjects)
     q_item, q_target = qm.group("item"), qm.group("target")
     categories = {c for h in known_hierarchies(vocab) for c in h}
     known = {q_item, q_target} | categories | set(vocab.item_category)
@@ -277,7 +285,7 @@ def _read(
     for phrase in abstract_phrases:
         splits = _splits(phrase)
         if not splits:
-            raise ProblemParseError("bad_name", f"{phrase!r} is not of the form \"A's B\"")
+            raise ProblemParseError("bad_name", f'{phrase!r} is not of the form "A\'s B"')
         pick = (
             one([ab for ab in splits if ab[0] in items_seen and ab[1] in categories])
             or one([ab for ab in splits if ab[0] in items_seen])
@@ -300,7 +308,9 @@ def _read(
     if q_is_instance:
         order[q_target] = None
     elif q_target in items_seen:
-        raise ProblemParseError("unknown_question", f"the question asks for {q_target!r} in {q_item!r}, which no sentence states")
+        raise ProblemParseError(
+            "unknown_question", f"the question asks for {q_target!r} in {q_item!r}, which no sentence states"
+        )
     items = list(order)
     layer, split = _layers_with_splits(items, list(pairs.values()))
     if split:
@@ -319,7 +329,9 @@ def _read(
         mentions.append((layer[q_item], q_target))
     options = _layer_name_options(d, mentions, by_layer, vocab)
     if not options:
-        raise ProblemParseError("inconsistent_layers", "no placement of the categories fits the items they are used with")
+        raise ProblemParseError(
+            "inconsistent_layers", "no placement of the categories fits the items they are used with"
+        )
 
     def inst(phrase: str) -> ParamId:
         a, b = pairs[phrase]
@@ -328,6 +340,7 @@ def _read(
 
     readings = []
     for names in options:
+
         def abst(a: str, c: str, names: list[str] = names) -> ParamId:
             i, j = index[a]
             return (1, i, j, names.index(c))

@@ -11,9 +11,10 @@ Parameters are 4-tuples, as in the reference code:
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 from igsm import split
 from igsm import templates as T
@@ -105,7 +106,9 @@ class Problem:
 
     def abstract_params(self) -> list[ParamId]:
         """Every abstract parameter of the structure, childless ones (value 0) included."""
-        return [(1, i, j, k) for i in range(self.d - 1) for j in range(len(self.items[i])) for k in range(i + 1, self.d)]
+        return [
+            (1, i, j, k) for i in range(self.d - 1) for j in range(len(self.items[i])) for k in range(i + 1, self.d)
+        ]
 
     def params(self) -> list[ParamId]:
         """The parameters that exist: instance parameters (edges) in index order, then every abstract parameter."""
@@ -170,6 +173,12 @@ class Problem:
         if kind == ABSTRACT:
             return T.param_name(self.items[i][j], self.layer_names[k])
         return "RNG"
+
+    def param_named(self, name: str) -> ParamId | None:
+        """The existing parameter called `name` ("A's B"), or None."""
+        if "_by_name" not in self.__dict__:
+            self.__dict__["_by_name"] = {self.name(p): p for p in reversed(self.params())}
+        return self.__dict__["_by_name"].get(name)
 
     # ---- values and the necessary set --------------------------------------------------------------------------
     def value(self, p: ParamId) -> int:
@@ -255,11 +264,17 @@ class Problem:
         """Model-facing problem text (leading space, `p_format` order)."""
         return T.prompt_text(self.problem_text, self.question_text, self.p_format)
 
-    def render_solution(self, rng: random.Random | None = None) -> tuple[list[str], dict[ParamId, str]]:
+    def render_solution(
+        self, rng: random.Random | None = None, symbols: Iterable[str] | None = None
+    ) -> tuple[list[str], dict[ParamId, str]]:
         """Solution sentences for `solution_order`, with symbols drawn without replacement from the 52 letters.
 
         Intermediate symbols are drawn before the parameter's own (children first), as in the reference.
+        `symbols`, if given, supplies the symbols in that drawing order instead (to re-write a known solution).
         """
+        if symbols is not None:
+            it = iter(symbols)
+            return self._render(lambda: next(it, "..."), template=False)
         rng = rng or random.Random(0)
         pool = list(T.SYMBOLS)
 
@@ -285,24 +300,26 @@ class Problem:
         num = (lambda v: "0") if template else str
         sym: dict[ParamId, str] = {}
         sentences = []
+        clauses: list[str] = []
+
+        def visit(e: Expr) -> tuple[str, int]:
+            """Symbol (or number) and value of a sub-expression; intermediates become clauses."""
+            tag = e[0]
+            if tag == "const":
+                return num(e[1]), e[1]
+            if tag == "ref":
+                return sym[e[1]], value(e[1])
+            ln, lv = visit(e[1])
+            rn, rv = visit(e[2])
+            v = apply(tag, lv, rv)
+            t = draw()
+            sign = T.OP_SIGNS[tag]
+            clauses.append(f"{t} = {ln}{sign}{rn} = {num(lv)}{sign}{num(rv)} = {num(v)}")
+            return t, v
+
         for p in order:
-            clauses: list[str] = []
+            clauses.clear()
             own = draw() if template else ""  # in the text the parameter's symbol appears before intermediates
-
-            def visit(e: Expr) -> tuple[str, int]:
-                tag = e[0]
-                if tag == "const":
-                    return num(e[1]), e[1]
-                if tag == "ref":
-                    return sym[e[1]], value(e[1])
-                ln, lv = visit(e[1])
-                rn, rv = visit(e[2])
-                v = apply(tag, lv, rv)
-                t = draw()
-                sign = T.OP_SIGNS[tag]
-                clauses.append(f"{t} = {ln}{sign}{rn} = {num(lv)}{sign}{num(rv)} = {num(v)}")
-                return t, v
-
             e = self.expression(p)
             tag = e[0]
             if tag in ("add", "sub", "mul"):

@@ -50,7 +50,9 @@ def operand_phrase(names: list[str], inner: str | None) -> str:
     return f"{SUM_OF}{', '.join(each[:-1])} and {each[-1]}"
 
 
-def statement_sentence(target: str, const: int | None, outer: str | None, operands: list[str], inner: str | None) -> str:
+def statement_sentence(
+    target: str, const: int | None, outer: str | None, operands: list[str], inner: str | None
+) -> str:
     """One statement sentence (without the final period) for an instance parameter."""
     if not operands:
         rest = str(const)

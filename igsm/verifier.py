@@ -56,8 +56,16 @@ ERROR_KINDS: dict[str, str] = {
 }
 OFFICIAL_PARSE_KINDS = ("unknown_symbol", "duplicated_symbol")
 STRICT_ONLY = frozenset(
-    {"wrong_constant", "wrong_operator", "wrong_value", "unnecessary_parameter", "nonexistent_parameter",
-     "repeated_parameter", "wrong_so_symbol", "malformed_back"}
+    {
+        "wrong_constant",
+        "wrong_operator",
+        "wrong_value",
+        "unnecessary_parameter",
+        "nonexistent_parameter",
+        "repeated_parameter",
+        "wrong_so_symbol",
+        "malformed_back",
+    }
 )
 MAX_SOLUTION = 200_000  # characters; longer inputs are judged unreadable without further work
 
@@ -152,7 +160,7 @@ def _parse_sub(text: str, step: int) -> _Sub:
         if not parts:
             raise _ParseFailure("incomplete_step", text[:80], step)
         part = parts.pop(0)
-        for op_sign, op_name in zip(T.OP_SIGNS.values(), T.OP_SIGNS):
+        for op_sign, op_name in zip(T.OP_SIGNS.values(), T.OP_SIGNS, strict=True):
             if op_sign in part:
                 pieces = part.split(op_sign)
                 if _is_num(pieces[0]) and _is_num(pieces[1]):
@@ -222,7 +230,12 @@ def _names(problem: Problem) -> dict[str, ParamId]:
     """Every name the official evaluator recognises: all consecutive-layer pairs (linked or not) and all abstract
     parameters; of two equal names the later wins, as there."""
     d = problem.d
-    pairs = [(0, i, j, k) for i in range(d - 1) for j in range(len(problem.items[i])) for k in range(len(problem.items[i + 1]))]
+    pairs = [
+        (0, i, j, k)
+        for i in range(d - 1)
+        for j in range(len(problem.items[i]))
+        for k in range(len(problem.items[i + 1]))
+    ]
     return {problem.name(p): p for p in pairs + problem.abstract_params()}
 
 
@@ -305,7 +318,7 @@ def _judge(problem: Problem, parsed: _Parsed, answer: int | None) -> Verdict:
                 errors.append(Error("wrong_reference_value", s.step, f"{s.hint[0]} = {s.value}"))
                 seen_values.setdefault(s.hint[0], set()).add(s.value)
         else:
-            for tok, v in zip(s.hint, s.calc):
+            for tok, v in zip(s.hint, s.calc, strict=True):
                 if not _is_num(tok) and v not in seen_values.get(tok, set()):
                     errors.append(Error("wrong_reference_value", s.step, f"{tok} = {v}"))
                     seen_values.setdefault(tok, set()).add(v)

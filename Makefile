@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 data: $(STAMP)
-	$(PY) -m igsm.generate --preset med --n 1000 --seed 0 --out data/sample/med_train.jsonl
+	$(PY) -m pretrain.make_data
 
 test: $(STAMP)
 	$(PY) -m pytest

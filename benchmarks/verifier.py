@@ -1,6 +1,6 @@
 """Solutions per second of the verifier (problem text parsed from scratch each time), on one core.
 
-    python benchmarks/verifier.py [--n 2000]
+python benchmarks/verifier.py [--n 2000]
 """
 
 from __future__ import annotations

@@ -487,7 +487,7 @@ def build(
             return None
     sentences, _ = core.render_solution(rng)
     att.distract()
-    return Problem(
+    problem = Problem(
         layer_names=att.layer_names,
         items=att.items,
         formulas=att.formulas,
@@ -497,3 +497,6 @@ def build(
         solution=sentences,
         p_format=p_format,
     )
+    if len(bins) < N_BINS:
+        problem.__dict__["hash_bin"] = b  # already computed (cached_property storage)
+    return problem

@@ -15,6 +15,7 @@ labels is the state after the first t solution sentences: row 0 is the end of th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -27,17 +28,27 @@ STEP_KEYS = ("known", "value", "can_next", "nece_next")
 
 @dataclass
 class Labels:
+    problem: Problem
     params: list[ParamId]  # the columns
     order: list[ParamId]  # the solution order the rows follow
     nece: np.ndarray  # (P,) bool
-    dep: np.ndarray  # (P, P) bool
     known: np.ndarray  # (T+1, P) bool
-    value: np.ndarray  # (T+1, P) int8
     can_next: np.ndarray  # (T+1, P) bool
     nece_next: np.ndarray  # (T+1, P) bool
 
     def column(self, p: ParamId) -> int:
         return self.params.index(p)
+
+    @cached_property
+    def value(self) -> np.ndarray:
+        """(T+1, P) int8: the value if known, else 23."""
+        values = np.array([self.problem.value(p) for p in self.params], dtype=np.int8)
+        return np.where(self.known, values[None, :], UNKNOWN_VALUE).astype(np.int8)
+
+    @cached_property
+    def dep(self) -> np.ndarray:
+        """(P, P) bool: dep[a, b] = a depends on b (computed on first use)."""
+        return dependency_closure(self.problem, self.params)
 
 
 def dependency_closure(problem: Problem, params: list[ParamId]) -> np.ndarray:
@@ -71,7 +82,6 @@ def compute_labels(problem: Problem, order: list[ParamId] | None = None) -> Labe
     n, rows = len(params), len(order) + 1
     nece = np.array([p in problem.necessary for p in params], dtype=bool)
     deps = [[index[q] for q in problem.deps(p)] for p in params]
-    values = np.array([problem.value(p) for p in params], dtype=np.int8)
     known = np.zeros((rows, n), dtype=bool)
     for t, p in enumerate(order, start=1):
         known[t] = known[t - 1]
@@ -79,14 +89,12 @@ def compute_labels(problem: Problem, order: list[ParamId] | None = None) -> Labe
     can_next = np.zeros((rows, n), dtype=bool)
     for j, ds in enumerate(deps):
         can_next[:, j] = ~known[:, j] & (known[:, ds].all(axis=1) if ds else True)
-    value = np.where(known, values[None, :], UNKNOWN_VALUE).astype(np.int8)
     return Labels(
+        problem=problem,
         params=params,
         order=order,
         nece=nece,
-        dep=dependency_closure(problem, params),
         known=known,
-        value=value,
         can_next=can_next,
         nece_next=can_next & nece[None, :],
     )

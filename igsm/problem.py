@@ -346,8 +346,9 @@ class Problem:
             self.solution = self.render_solution()[0]
         return T.join_solution(self.solution)
 
-    @property
+    @cached_property
     def hash_bin(self) -> int:
+        """The template-hash bin of the clean solution (the generator fills this in as it checks the split)."""
         return split.hash_bin(self.solution_text, self.items, self.layer_names)
 
     # ---- records -----------------------------------------------------------------------------------------------

@@ -1,0 +1,127 @@
+"""Dataset examples as text: what a training or test set is made of, as a pure function of (config, split, index).
+
+Tokens are not igsm's business: `pretrain.data` turns these records into token ids and saves the datasets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from igsm.config import GenConfig
+from igsm.generator import derive_rng, generate
+from igsm.mistakes import KINDS, insert_mistakes
+from igsm.vocab import Vocabulary
+
+STREAM_MISTAKES = 1  # random stream of the mistakes, independent of the problem's (stream 0)
+MASK_MODES = ("none", "name", "step")
+
+
+@dataclass
+class MistakeConfig:
+    """kind: none, retry, retry_weak, retry_miss; rate in [0, 1). mask: which mistake tokens get no loss (the
+    papers' "with mask"): none, name (the wrong parameter's name, as the paper says), or step (" Define <name> as",
+    the reference code's second helper), keeping " BACK." as the target either way."""
+
+    kind: str = "none"
+    rate: float = 0.0
+    include_current: bool = False
+    mask: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"data.mistakes.kind must be one of {KINDS}, got {self.kind!r}")
+        if not 0 <= self.rate < 1:
+            raise ValueError(f"data.mistakes.rate must be in [0, 1), got {self.rate}")
+        if self.mask not in MASK_MODES:
+            raise ValueError(f"data.mistakes.mask must be one of {MASK_MODES}, got {self.mask!r}")
+        if self.kind == "none" and self.rate > 0:
+            raise ValueError(f"data.mistakes.rate is {self.rate} but data.mistakes.kind is 'none'")
+
+    @property
+    def tag(self) -> str:
+        if self.kind == "none" or self.rate == 0:
+            return "clean"
+        tag = f"{self.kind}{self.rate:g}"
+        return tag + ("-cur" if self.include_current else "") + ("" if self.mask == "none" else f"-mask{self.mask}")
+
+
+@dataclass
+class DataConfig:
+    """A dataset: a training split (with mistakes) and clean test splits at fixed op counts (test bins only)."""
+
+    name: str = "med"
+    max_op: int = 15
+    max_edge: int = 20
+    op_dist: str = "light"
+    p_format: str = "pq"
+    perm_level: int = 5
+    train_size: int = 100_000
+    test_ops: list[int] = field(default_factory=lambda: [15, 20, 21, 22, 23])
+    test_size: int = 4096
+    seed: int = 0
+    mistakes: MistakeConfig = field(default_factory=MistakeConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.mistakes, dict):
+            self.mistakes = MistakeConfig(**self.mistakes)
+        for key in ("train_size", "test_size", "seed"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"data.{key} must be >= 0, got {getattr(self, key)}")
+        self.gen_config("train")  # validates max_op, max_edge, op_dist, ...
+        for op in self.test_ops:
+            self.gen_config(f"test_op{op}")
+
+    def splits(self) -> dict[str, int]:
+        """Split name -> number of examples."""
+        return {"train": self.train_size, **{f"test_op{op}": self.test_size for op in self.test_ops}}
+
+    def gen_config(self, split: str) -> GenConfig:
+        common = {
+            "max_op": self.max_op,
+            "max_edge": self.max_edge,
+            "op_dist": self.op_dist,
+            "p_format": self.p_format,
+            "perm_level": self.perm_level,
+        }
+        if split == "train":
+            return GenConfig(**common, split="train")
+        if not split.startswith("test_op"):
+            raise ValueError(f"unknown split {split!r}")
+        op = int(split.removeprefix("test_op"))
+        if op < 1:
+            raise ValueError(f"data.test_ops must be >= 1, got {op}")
+        return GenConfig(**common, op_min=op, op_max=op, split="test")
+
+    def split_seed(self, split: str) -> int:
+        """Each split draws from its own stream of the master seed."""
+        return int.from_bytes(hashlib.sha256(f"{self.seed}/{split}".encode()).digest()[:8], "big")
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+
+def make_example(cfg: DataConfig, split: str, index: int, vocab: Vocabulary | None = None) -> dict[str, Any]:
+    """Example `index` of `split`: the problem's text fields, its solution with mistakes (training split only),
+    the mistakes' character spans, and metadata columns."""
+    seed = cfg.split_seed(split)
+    problem = generate(cfg.gen_config(split), seed, index, vocab)
+    m = cfg.mistakes if split == "train" else MistakeConfig()
+    wm = insert_mistakes(problem, m.kind, m.rate, derive_rng(seed, index, STREAM_MISTAKES), m.include_current)
+    return {
+        "index": index,
+        "prompt": problem.prompt,
+        "problem": problem.problem_text,
+        "question": problem.question_text,
+        "solution": wm.solution,
+        "clean_solution": wm.clean_solution,
+        "answer": problem.answer,
+        "op": problem.n_op,
+        "hash_bin": problem.hash_bin,
+        "n_mistakes": len(wm.mistakes),
+        "mistake_params": [x.name for x in wm.mistakes],
+        "mistake_spans": [list(x.span) for x in wm.mistakes],
+        "mistake_name_spans": [list(x.name_span) for x in wm.mistakes],
+    }

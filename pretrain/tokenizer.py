@@ -1,0 +1,182 @@
+"""The tokenizer: byte-level BPE trained locally on iGSM text, saved as a `transformers` fast tokenizer.
+
+Special tokens and their roles live here and nowhere else. A training sequence is (spec §9)
+
+    <|problem|> prompt <|solution|> " " solution <|answer|> " " answer <|endoftext|>
+
+and an evaluation prompt is <|endoftext|> <|problem|> prompt <|solution|>, as in the reference code
+(which uses GPT-2's ids 222 / 223 / 224 / 50256 in these roles). Any other `transformers` tokenizer can be used
+instead by name or path, with the roles given as token strings or ids in the config.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from igsm import templates as T
+from igsm.dataset import DataConfig, MistakeConfig, make_example
+
+SPECIAL_TOKENS: dict[str, str] = {
+    "begin_problem": "<|problem|>",
+    "begin_solution": "<|solution|>",
+    "begin_answer": "<|answer|>",
+    "end": "<|endoftext|>",
+}
+ROLES = tuple(SPECIAL_TOKENS)
+SINGLE_TOKEN_WORDS = tuple(f" {w}" for w in (*T.NUMBERS, *T.SYMBOLS, T.BACK))  # each must be one token
+
+
+@dataclass
+class TokenizerConfig:
+    """path: a transformers tokenizer name or directory to use as is; None trains igsm-lab's own (cached under
+    the data root). roles: the token (string or id) playing each role."""
+
+    path: str | None = None
+    vocab_size: int = 4096
+    train_problems: int = 20_000
+    seed: int = 0
+    roles: dict[str, Any] = field(default_factory=lambda: dict(SPECIAL_TOKENS))
+
+    def __post_init__(self) -> None:
+        missing = [r for r in ROLES if r not in self.roles]
+        if missing:
+            raise ValueError(f"tokenizer.roles lacks {missing}; it needs {list(ROLES)}")
+        if self.path is None and self.vocab_size < 512:
+            raise ValueError(f"tokenizer.vocab_size must be >= 512, got {self.vocab_size}")
+
+    @property
+    def cache_name(self) -> str:
+        return f"igsm-bpe{self.vocab_size}-n{self.train_problems}-s{self.seed}"
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Token ids of the special roles."""
+
+    begin_problem: int
+    begin_solution: int
+    begin_answer: int
+    end: int
+
+
+def training_corpus(n: int, seed: int) -> Iterator[str]:
+    """iGSM text for training the tokenizer: med and hard problems, with each kind of mistake, so that " BACK"
+    and every name of the vocabulary are frequent."""
+    mixes = [
+        DataConfig(name="med", mistakes=MistakeConfig("retry", 0.3), seed=seed),
+        DataConfig(name="hard", max_op=21, max_edge=28, mistakes=MistakeConfig("retry_miss", 0.3), seed=seed),
+        DataConfig(name="med", mistakes=MistakeConfig("retry_weak", 0.3), seed=seed, p_format="qp"),
+    ]
+    for i in range(n):
+        ex = make_example(mixes[i % len(mixes)], "train", i)
+        yield ex["prompt"] + " " + ex["solution"] + f" {ex['answer']}"
+
+
+def train_tokenizer(cfg: TokenizerConfig, out_dir: str | os.PathLike) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on generated iGSM text and save it (atomically) with save_pretrained."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(training_corpus(cfg.train_problems, cfg.seed), trainer, length=cfg.train_problems)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=SPECIAL_TOKENS["end"],
+        pad_token=SPECIAL_TOKENS["end"],
+        additional_special_tokens=[SPECIAL_TOKENS[r] for r in ROLES if r != "end"],
+        clean_up_tokenization_spaces=False,
+        model_max_length=1 << 20,
+    )
+    split = [w for w in SINGLE_TOKEN_WORDS if len(fast(w, add_special_tokens=False).input_ids) != 1]
+    if split:
+        raise ValueError(f"tokenizer.vocab_size={cfg.vocab_size} leaves {split[:5]} as several tokens; raise it")
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp.chmod(0o755)
+    try:
+        fast.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return fast
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
+    """Any transformers tokenizer by name or path (a fast one: offsets are needed to mask mistakes)."""
+    tok = AutoTokenizer.from_pretrained(str(name_or_path), clean_up_tokenization_spaces=False)
+    if not tok.is_fast:
+        raise ValueError(f"tokenizer {name_or_path!r} is not a fast tokenizer; character offsets are needed")
+    return tok
+
+
+def resolve_roles(tok: PreTrainedTokenizerFast, roles: dict[str, Any]) -> Roles:
+    """Token ids for the configured role tokens, failing loudly on a token the tokenizer does not have."""
+    ids = {}
+    for role in ROLES:
+        value = roles[role]
+        if isinstance(value, int):
+            if not 0 <= value < len(tok):
+                raise ValueError(f"tokenizer.roles.{role} = {value} is outside the vocabulary (size {len(tok)})")
+            ids[role] = value
+        else:
+            tid = tok.convert_tokens_to_ids(value)
+            if tid is None or tid == tok.unk_token_id or tok.convert_ids_to_tokens(tid) != value:
+                raise ValueError(f"tokenizer.roles.{role} = {value!r} is not a token of this tokenizer")
+            ids[role] = tid
+    return Roles(**ids)
+
+
+def prompt_ids(tok: PreTrainedTokenizerFast, roles: Roles, prompt: str) -> list[int]:
+    """The evaluation prompt: <end> <begin_problem> prompt <begin_solution>."""
+    return [roles.end, roles.begin_problem, *tok(prompt, add_special_tokens=False).input_ids, roles.begin_solution]
+
+
+def encode_batch(
+    tok: PreTrainedTokenizerFast, roles: Roles, examples: list[dict], mask: str = "none"
+) -> dict[str, list]:
+    """Token ids, loss mask (0 on masked mistake tokens) and prompt length (through <begin_solution>) per example.
+
+    mask: "none", "name" (the wrong parameter's name) or "step" (" Define <name> as"), from the character spans.
+    """
+    prompts = tok([e["prompt"] for e in examples], add_special_tokens=False).input_ids
+    sols = tok([" " + e["solution"] for e in examples], add_special_tokens=False, return_offsets_mapping=True)
+    answers = tok([f" {e['answer']}" for e in examples], add_special_tokens=False).input_ids
+    out: dict[str, list] = {"input_ids": [], "loss_mask": [], "prompt_length": []}
+    for e, p_ids, s_ids, offsets, a_ids in zip(
+        examples, prompts, sols.input_ids, sols.offset_mapping, answers, strict=True
+    ):
+        spans = []
+        if mask == "name":
+            spans = [(a + 1, b + 1) for a, b in e["mistake_name_spans"]]  # +1: the leading space
+        elif mask == "step":
+            spans = [
+                (s[0] + 1, n[1] + 1 + len(T.AS.rstrip()))
+                for s, n in zip(e["mistake_spans"], e["mistake_name_spans"], strict=True)
+            ]
+        sol_mask = [0 if any(s < b and t > a for a, b in spans) else 1 for s, t in offsets]
+        head = 1 + len(p_ids) + 1
+        out["input_ids"].append(
+            [roles.begin_problem, *p_ids, roles.begin_solution, *s_ids, roles.begin_answer, *a_ids, roles.end]
+        )
+        out["loss_mask"].append([1] * head + sol_mask + [1] * (len(a_ids) + 2))
+        out["prompt_length"].append(head)
+    return out

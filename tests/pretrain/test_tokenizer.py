@@ -1,0 +1,88 @@
+"""The tokenizer: a standard transformers artifact, exact round trips, single tokens where the grammar needs them,
+and loss masks that cover exactly the mistake tokens."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from igsm import templates as T
+from igsm.dataset import DataConfig, MistakeConfig, make_example
+from pretrain.tokenizer import (
+    SINGLE_TOKEN_WORDS,
+    SPECIAL_TOKENS,
+    TokenizerConfig,
+    encode_batch,
+    prompt_ids,
+    resolve_roles,
+    train_tokenizer,
+)
+
+RETRY = DataConfig(mistakes=MistakeConfig("retry", 0.4))
+HARD_MISS = DataConfig(max_op=21, max_edge=28, mistakes=MistakeConfig("retry_miss", 0.3))
+
+
+def test_reloads_with_autotokenizer(smoke_tokenizer_dir, smoke_tokenizer):
+    again = AutoTokenizer.from_pretrained(str(smoke_tokenizer_dir))
+    text = make_example(RETRY, "train", 0)["prompt"]
+    assert again(text).input_ids == smoke_tokenizer(text).input_ids
+    assert len(again) <= 1024 + len(SPECIAL_TOKENS)
+
+
+def test_single_tokens(smoke_tokenizer):
+    for word in SINGLE_TOKEN_WORDS:
+        assert len(smoke_tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    for tok in SPECIAL_TOKENS.values():
+        assert len(smoke_tokenizer(tok, add_special_tokens=False).input_ids) == 1, tok
+    assert {" BACK", " 22", " Z"} <= set(SINGLE_TOKEN_WORDS)
+
+
+@pytest.mark.parametrize("cfg", [RETRY, HARD_MISS])
+def test_exact_round_trip(smoke_tokenizer, cfg):
+    for i in range(150):
+        e = make_example(cfg, "train", i)
+        for text in (e["prompt"], " " + e["solution"], f" {e['answer']}", e["prompt"] + " " + e["solution"]):
+            ids = smoke_tokenizer(text, add_special_tokens=False).input_ids
+            assert smoke_tokenizer.decode(ids) == text
+
+
+def test_sequence_layout_and_masks(smoke_tokenizer):
+    tok = smoke_tokenizer
+    roles = resolve_roles(tok, SPECIAL_TOKENS)
+    examples = [make_example(RETRY, "train", i) for i in range(40)]
+    with_mistakes = [e for e in examples if e["n_mistakes"]]
+    assert with_mistakes
+    none, name, step = (encode_batch(tok, roles, examples, m) for m in ("none", "name", "step"))
+    for k, e in enumerate(examples):
+        ids = none["input_ids"][k]
+        p = none["prompt_length"][k]
+        assert ids[0] == roles.begin_problem and ids[p - 1] == roles.begin_solution and ids[-1] == roles.end
+        assert tok.decode(ids[1 : p - 1]) == e["prompt"]
+        a = ids.index(roles.begin_answer)
+        assert tok.decode(ids[p:a]) == " " + e["solution"] and tok.decode(ids[a + 1 : -1]) == f" {e['answer']}"
+        assert all(none["loss_mask"][k])
+        masked_name = "".join(tok.decode([t]) for t, m in zip(ids, name["loss_mask"][k], strict=True) if not m)
+        assert masked_name == "".join(" " + n for n in e["mistake_params"])
+        masked_step = "".join(tok.decode([t]) for t, m in zip(ids, step["loss_mask"][k], strict=True) if not m)
+        assert masked_step == "".join(f" {T.DEFINE}{n}{T.AS.rstrip()}" for n in e["mistake_params"])
+    assert prompt_ids(tok, roles, "x")[:2] == [roles.end, roles.begin_problem]
+
+
+def test_roles_by_id_and_bad_roles(smoke_tokenizer):
+    by_name = resolve_roles(smoke_tokenizer, SPECIAL_TOKENS)
+    by_id = resolve_roles(smoke_tokenizer, {r: getattr(by_name, r) for r in SPECIAL_TOKENS})
+    assert by_id == by_name
+    with pytest.raises(ValueError, match="tokenizer.roles.begin_answer = '<|nope|>'"):
+        resolve_roles(smoke_tokenizer, {**SPECIAL_TOKENS, "begin_answer": "<|nope|>"})
+    with pytest.raises(ValueError, match="tokenizer.roles.end = 999999"):
+        resolve_roles(smoke_tokenizer, {**SPECIAL_TOKENS, "end": 999999})
+    with pytest.raises(ValueError, match="lacks"):
+        TokenizerConfig(roles={"end": "x"})
+
+
+def test_training_is_deterministic(tmp_path):
+    cfg = TokenizerConfig(vocab_size=1024, train_problems=400)
+    a = train_tokenizer(cfg, tmp_path / "a")
+    b = train_tokenizer(cfg, tmp_path / "b")
+    assert a.get_vocab() == b.get_vocab()
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()

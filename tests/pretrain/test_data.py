@@ -185,3 +185,21 @@ def test_stream_is_deterministic_per_rank_and_worker(smoke_tokenizer_dir):
     assert sorted(got) == list(range(8))
     with pytest.raises(ValueError, match="rank"):
         ExampleStream(SMOKE, smoke_tokenizer_dir, SPECIAL_TOKENS, rank=2, world_size=2)
+
+
+def readme_commands(prefix: str) -> list[str]:
+    lines = (REPO / "README.md").read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.startswith(prefix)]
+
+
+def test_readme_data_commands_run(tmp_path):
+    """Every `python -m pretrain.make_data` line of the README, shrunk to smoke sizes (GPT-2's needs its files)."""
+    commands = [c for c in readme_commands("python -m pretrain.make_data") if "tokenizer=gpt2" not in c]
+    assert len(commands) >= 3
+    shrink = ["data.train_size=30", "data.test_size=4", "tokenizer=smoke", f"out_root={tmp_path}", "num_proc=1"]
+    for command in commands:
+        args = command.split()[3:]
+        r = subprocess.run([sys.executable, "-m", "pretrain.make_data", *args, *shrink], cwd=REPO,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, (command, r.stderr[-2000:])
+        assert "problems" in r.stdout

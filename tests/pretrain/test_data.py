@@ -173,7 +173,9 @@ def test_stream_is_deterministic_per_rank_and_worker(smoke_tokenizer_dir):
     assert [x["index"] for x in a] == list(range(6))
     assert all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, b, strict=True))
     r1 = ExampleStream(SMOKE, smoke_tokenizer_dir, SPECIAL_TOKENS, rank=1, world_size=2, start=10)
-    assert [next(iter(r1.indices(w, 3))) for w in range(3)] == [13, 14, 15]
+    assert [next(iter(r1.indices(w, 3))) for w in range(3)] == [21, 23, 25]
+    it = r1.indices(1, 3)
+    assert [next(it) for _ in range(3)] == [23, 29, 35]
     loader = DataLoader(
         ExampleStream(SMOKE, smoke_tokenizer_dir, SPECIAL_TOKENS, chunk=2), batch_size=None, num_workers=2
     )
@@ -199,7 +201,8 @@ def test_readme_data_commands_run(tmp_path):
     shrink = ["data.train_size=30", "data.test_size=4", "tokenizer=smoke", f"out_root={tmp_path}", "num_proc=1"]
     for command in commands:
         args = command.split()[3:]
-        r = subprocess.run([sys.executable, "-m", "pretrain.make_data", *args, *shrink], cwd=REPO,
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "pretrain.make_data", *args, *shrink], cwd=REPO, capture_output=True, text=True
+        )
         assert r.returncode == 0, (command, r.stderr[-2000:])
         assert "problems" in r.stdout

@@ -1,0 +1,84 @@
+"""Checkpoints: a `save_pretrained` folder (model + tokenizer) with the training state beside it, written atomically.
+
+    <run>/checkpoints/step_0001000/{config.json, model.safetensors, tokenizer.json, ..., training_state.pt}
+    <run>/checkpoints/latest        name of the newest complete checkpoint
+
+`AutoModelForCausalLM.from_pretrained(<checkpoint>)` and `AutoTokenizer.from_pretrained(<checkpoint>)` open any of
+them; `training_state.pt` holds the optimizer, scheduler, step, each rank's data position and the RNG states.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE = "training_state.pt"
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model under DistributedDataParallel and torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], keep_last: int) -> Path:
+    """Write checkpoint `step` (model, tokenizer, training state) and keep only the newest `keep_last`."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        unwrap(model).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        torch.save({**state, "step": step}, tmp / STATE)
+        tmp.chmod(0o755)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    pointer = root / ".latest.tmp"
+    pointer.write_text(final.name + "\n")
+    os.replace(pointer, root / "latest")
+    done = sorted(p for p in root.glob("step_*") if (p / STATE).exists())
+    for old in done[: max(0, len(done) - keep_last)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / "latest"
+    if pointer.exists():
+        path = root / pointer.read_text().strip()
+        if (path / STATE).exists():
+            return path
+    done = sorted(p for p in root.glob("step_*") if (p / STATE).exists())
+    return done[-1] if done else None
+
+
+def load_state(checkpoint: Path) -> dict[str, Any]:
+    return torch.load(Path(checkpoint) / STATE, map_location="cpu", weights_only=False)

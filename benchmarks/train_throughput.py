@@ -14,24 +14,16 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
+from pretrain.config import compose, to_dataclass
 from pretrain.model import ModelConfig, build_model, flops_per_token, n_params, peak_flops
-from pretrain.train import TrainConfig, make_optimizer, train_step
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from pretrain.train import RunConfig, TrainConfig, make_optimizer, train_step
 
 
 def model_config(name: str) -> ModelConfig:
-    from hydra import compose, initialize_config_dir
-
-    from pretrain.config import to_dataclass
-    from pretrain.train import RunConfig
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return to_dataclass(RunConfig, compose("pretrain", [f"model={name}"])).model
+    return to_dataclass(RunConfig, compose("pretrain", [f"model={name}"])).model
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TypeVar
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,3 +18,15 @@ def to_dataclass(schema: type[T], cfg: DictConfig) -> T:
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
         raise ValueError(f"config error: {e}") from None
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
+    """A shipped config (conf/<config_name>.yaml) composed with command-line style overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides or [])

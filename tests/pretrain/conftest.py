@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pretrain.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
@@ -31,18 +33,24 @@ def smoke_out_root(tmp_path_factory, smoke_tokenizer_dir):
     return root
 
 
-def compose(config_name: str, overrides: list[str]):
-    """A shipped Hydra config, composed as the command line would."""
-    from pathlib import Path
-
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    conf = Path(__file__).resolve().parents[2] / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=False)
-
-
 @pytest.fixture
 def composer():
+    from pretrain.config import compose
+
     return compose
+
+
+@pytest.fixture(scope="session")
+def smoke_checkpoint(tmp_path_factory, smoke_out_root):
+    """A smoke model trained for 30 steps on a CPU (a few seconds): a real checkpoint, if not a good one."""
+    from omegaconf import OmegaConf
+
+    from pretrain.config import to_dataclass
+    from pretrain.train import RunConfig, train
+
+    run = tmp_path_factory.mktemp("run") / "smoke"
+    from pretrain.config import compose
+
+    cfg = compose("pretrain", ["+experiment=smoke", f"out_root={smoke_out_root}"])
+    final = train(to_dataclass(RunConfig, cfg), run, OmegaConf.to_yaml(cfg, resolve=True))
+    return Path(final["checkpoint"])

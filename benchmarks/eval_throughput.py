@@ -1,0 +1,125 @@
+"""Decoding throughput: problems/s and generated tokens/s of our batched greedy decoder and of `transformers`'
+`generate` (its default dynamic cache), on the same model, prompts and batch, in one run.
+
+    python benchmarks/eval_throughput.py --checkpoint runs/.../checkpoints/step_0100000 --n 4096 --batch 512
+    python benchmarks/eval_throughput.py --model gpt2-12-12 --n 256 --batch 64 --new-tokens 400   # random weights
+
+Prompts are med op=23 test problems (the papers' hardest med split). With a trained checkpoint, generation stops at
+<end>; with random weights (--model) every sequence generates exactly --new-tokens tokens in both decoders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from igsm.dataset import DataConfig, make_example
+from pretrain.config import compose, to_dataclass
+from pretrain.decode import DecodeConfig, generate
+from pretrain.model import build_model
+from pretrain.tokenizer import SPECIAL_TOKENS, Roles, load_tokenizer, prompt_ids, resolve_roles
+from pretrain.train import RunConfig
+
+
+def hf_generate(model, prompts, end_id, max_new, batch, eos) -> list[int]:
+    lengths = []
+    for s in range(0, len(prompts), batch):
+        chunk = prompts[s : s + batch]
+        width = max(len(p) for p in chunk)
+        ids = torch.full((len(chunk), width), end_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(chunk):
+            ids[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
+        dev = next(model.parameters()).device
+        out = model.generate(
+            input_ids=ids.to(dev),
+            attention_mask=mask.to(dev),
+            do_sample=False,
+            max_new_tokens=max_new,
+            eos_token_id=end_id if eos else None,
+            pad_token_id=end_id,
+            min_new_tokens=None if eos else max_new,
+        )
+        for row in out[:, width:].tolist():
+            lengths.append(row.index(end_id) + 1 if eos and end_id in row else len(row))
+    return lengths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", help="a trained save_pretrained folder (with its tokenizer)")
+    ap.add_argument("--model", default="gpt2-12-12", help="conf/model name for random weights (no --checkpoint)")
+    ap.add_argument("--tokenizer", default="data/tokenizers/igsm-bpe4096-n20000-s0", help="with --model")
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--new-tokens", type=int, default=400, help="random weights: tokens generated per problem")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", help="append the result as a JSON line")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if args.checkpoint:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=dtype).to(device).eval()
+        tok = load_tokenizer(args.checkpoint)
+        eos = True
+    else:
+        tok = load_tokenizer(args.tokenizer)
+        torch.manual_seed(0)
+        model_cfg = to_dataclass(RunConfig, compose("pretrain", [f"model={args.model}"])).model
+        model = build_model(model_cfg, len(tok)).to(device=device, dtype=dtype).eval()
+        eos = False
+    roles = resolve_roles(tok, SPECIAL_TOKENS)
+    data = DataConfig(test_ops=[23])
+    prompts = [prompt_ids(tok, roles, make_example(data, "test_op23", i)["prompt"]) for i in range(args.n)]
+    longest = max(len(p) for p in prompts)
+    # random weights: stop on a padding row of the embedding (never a real token), so lengths are fixed
+    end = roles.end if eos else model.config.vocab_size - 1
+    limit = min(2048, model.config.max_position_embeddings)
+    cfg = DecodeConfig(batch_size=args.batch, max_length=limit, max_new_tokens=None if eos else args.new_tokens)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def run(name: str) -> int:
+        if name == "ours":
+            run_roles = Roles(roles.begin_problem, roles.begin_solution, roles.begin_answer, end)
+            return sum(len(g) for g in generate(model, prompts, run_roles, cfg))
+        budget = cfg.max_length - longest if eos else args.new_tokens
+        return sum(hf_generate(model, prompts, end, budget, args.batch, eos))
+
+    results = {}
+    for name in ("transformers.generate", "ours"):
+        best = float("inf")
+        for _ in range(args.repeats):  # the best of the repeats: the first run of a process pays one-off costs
+            sync()
+            t0 = time.perf_counter()
+            tokens = run(name)
+            sync()
+            best = min(best, time.perf_counter() - t0)
+        results[name] = {
+            "seconds": best,
+            "problems_per_s": args.n / best,
+            "tokens_per_s": tokens / best,
+            "tokens": tokens,
+        }
+        print(
+            f"{name:22s} {args.n} problems in {best:7.1f} s: {args.n / best:8.1f} problems/s, "
+            f"{tokens / best:10,.0f} generated tokens/s"
+        )
+    print(
+        f"speed-up of ours over generate: {results['transformers.generate']['seconds'] / results['ours']['seconds']:.2f}x"
+    )
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(json.dumps({"args": vars(args), "device": str(device), **results}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

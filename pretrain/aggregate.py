@@ -1,0 +1,167 @@
+"""Collect the evaluations of a sweep into one table and one plot, like the papers' figures.
+
+    python -m pretrain.aggregate runs/sweeps/retry_sweep_mini
+    python -m pretrain.aggregate runs/sweeps/retry_sweep_med --eval greedy,beam4_sample --reduce max
+
+Rows are data variants (preset and mistakes, plus the model when a sweep varies it), columns the test ops, cells the
+accuracy (%). Several seeds or decodings of one variant are reduced with max (the papers report the best of 2 seeds
+x 2 decodings) or mean. Where the papers report the same setting (`pretrain/published.json`), their number is shown
+beside ours. Writes summary.md, summary.json and summary.png into the sweep folder; safe to re-run at any time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from importlib import resources
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from igsm.dataset import MistakeConfig
+
+
+def published() -> list[dict]:
+    """The papers' numbers (one data file, transcribed from the papers' figures)."""
+    return json.loads(resources.files("pretrain").joinpath("published.json").read_text())["entries"]
+
+
+def find_runs(sweep: Path) -> list[Path]:
+    return sorted(p.parent for p in sweep.rglob("config.yaml") if (p.parent / "eval").is_dir())
+
+
+def run_results(run: Path, evals: list[str] | None) -> list[dict]:
+    """The results.json of the run's newest evaluated checkpoint, one per decoding asked for."""
+    found = sorted(run.glob("eval/*/*/results.json"))
+    if not found:
+        return []
+    newest = max(p.parent.parent.name for p in found)
+    return [
+        json.loads(p.read_text())
+        for p in found
+        if p.parent.parent.name == newest and (evals is None or p.parent.name in evals)
+    ]
+
+
+def variant(config) -> dict:
+    m = config.data.mistakes
+    tag = MistakeConfig(m.kind, m.rate, m.include_current, m.mask).tag
+    return {"setting": config.data.name, "data": tag, "model": config.model.name, "seed": config.train.seed}
+
+
+def paper_value(entries: list[dict], setting: str, tag: str, op: int, decoding: str | None) -> float | None:
+    for e in sorted(entries, key=lambda e: e["decoding"] != decoding):  # prefer the same decoding
+        if e["setting"] == setting and e["data"] == tag and str(op) in e["accuracy"]:
+            return e["accuracy"][str(op)]
+    return None
+
+
+def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max") -> dict:
+    """The table as data: rows, columns, our accuracies and the papers' where known."""
+    cells: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    models = set()
+    decodings = set()
+    for run in find_runs(sweep):
+        config = OmegaConf.load(run / "config.yaml")
+        v = variant(config)
+        models.add(v["model"])
+        for res in run_results(run, evals):
+            decodings.add(res["eval"]["name"])
+            for split in res["splits"].values():
+                if split["n"]:
+                    cells[(v["setting"], v["data"], v["model"])][split["op"]].append(100 * split["accuracy"])
+    if not cells:
+        raise FileNotFoundError(f"no evaluated runs under {sweep} (run `python -m pretrain.evaluate` on each first)")
+    pick = max if reduce == "max" else (lambda xs: sum(xs) / len(xs))
+    ops = sorted({op for row in cells.values() for op in row})
+    entries = published()
+    decoding = next(iter(decodings)) if len(decodings) == 1 else None
+    rows = []
+    for (setting, tag, model), by_op in sorted(cells.items()):
+        label = f"{setting} {tag}" + (f" {model}" if len(models) > 1 else "")
+        rows.append(
+            {
+                "label": label,
+                "setting": setting,
+                "data": tag,
+                "model": model,
+                "ours": {op: round(pick(v), 1) for op, v in by_op.items()},
+                "runs": {op: len(v) for op, v in by_op.items()},
+                "paper": {op: paper_value(entries, setting, tag, op, decoding) for op in by_op},
+            }
+        )
+    return {"sweep": str(sweep), "reduce": reduce, "decodings": sorted(decodings), "ops": ops, "rows": rows}
+
+
+def markdown(table: dict) -> str:
+    ops = table["ops"]
+    head = f"| data | {' | '.join(f'op={op}' for op in ops)} |"
+    lines = [
+        f"# {table['sweep']}",
+        "",
+        f"Accuracy (%), {table['reduce']} over seeds and decodings ({', '.join(table['decodings'])}); "
+        "the papers' number in parentheses where they report the same setting.",
+        "",
+        head,
+        "|---|" + "---:|" * len(ops),
+    ]
+    for row in table["rows"]:
+        cells = []
+        for op in ops:
+            ours, paper = row["ours"].get(op), row["paper"].get(op)
+            cell = "-" if ours is None else f"{ours:.1f}"
+            cells.append(cell + (f" ({paper:.1f})" if paper is not None else ""))
+        lines.append(f"| {row['label']} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, row in enumerate(table["rows"]):
+        ops = sorted(row["ours"])
+        (line,) = ax.plot(ops, [row["ours"][op] for op in ops], marker="o", label=row["label"])
+        known = [op for op in ops if row["paper"].get(op) is not None]
+        if known:
+            ax.plot(
+                known,
+                [row["paper"][op] for op in known],
+                ls="--",
+                marker="x",
+                color=line.get_color(),
+                label=f"{row['label']} (paper)" if i == 0 else None,
+            )
+    ax.set(xlabel="op", ylabel="accuracy (%)", title=Path(table["sweep"]).name)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m pretrain.aggregate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("sweep", type=Path, help="a sweep folder (runs/sweeps/<name>) or any folder of runs")
+    ap.add_argument("--eval", help="decodings to use, comma-separated (default: every one evaluated)")
+    ap.add_argument("--reduce", choices=["max", "mean"], default="max")
+    args = ap.parse_args(argv)
+    try:
+        table = aggregate(args.sweep, args.eval.split(",") if args.eval else None, args.reduce)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
+    (args.sweep / "summary.json").write_text(json.dumps(table, indent=2) + "\n")
+    (args.sweep / "summary.md").write_text(markdown(table))
+    plot(table, args.sweep / "summary.png")
+    print(markdown(table))
+    print(f"wrote {args.sweep}/summary.md, summary.json, summary.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Decoding solutions: a batched KV-cache loop for greedy and sampling (the default, fast path), and `transformers`'
+`generate` for beam search (the papers' "beam 4 with sampling" included).
+
+A prompt is <end> <begin_problem> problem <begin_solution> (spec §9); a model writes the solution, <begin_answer>,
+the answer and <end>. Generation stops at <end> or when prompt + generation reach `max_length` (2048, as in the
+papers). Finished sequences leave the batch, so a long solution does not keep short ones computing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from pretrain.tokenizer import Roles
+
+MODES = ("greedy", "sample", "beam")
+
+
+@dataclass
+class DecodeConfig:
+    mode: str = "greedy"  # greedy | sample | beam
+    num_beams: int = 1  # beam mode: 1, 4, 16, 32 ...
+    do_sample: bool = False  # beam mode: the papers' "beam 4 with sampling" (beam-search multinomial sampling)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 64
+    max_length: int = 2048  # prompt + generated tokens
+    max_new_tokens: int | None = None  # also cap the generated tokens (benchmarks)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"decode.mode must be one of {MODES}, got {self.mode!r}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError(
+                f"decode.temperature must be > 0 and decode.top_p in (0, 1], got {self.temperature}, {self.top_p}"
+            )
+        if self.batch_size < 1 or self.num_beams < 1 or self.max_length < 2:
+            raise ValueError("decode.batch_size, decode.num_beams must be >= 1 and decode.max_length >= 2")
+
+
+def _pick(logits: torch.Tensor, cfg: DecodeConfig, generator: torch.Generator | None) -> torch.Tensor:
+    if cfg.mode == "greedy":
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)
+    if cfg.top_p < 1:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(-1) - sorted_p > cfg.top_p  # keep the smallest set reaching top_p
+        sorted_p[drop] = 0
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.inference_mode()
+def decode_batch(
+    model: torch.nn.Module,
+    prompts: list[list[int]],
+    end_id: int,
+    cfg: DecodeConfig,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """Generated ids (after the prompt, <end> included when reached) for prompts decoded together, left-padded."""
+    device = next(model.parameters()).device
+    lengths = [len(p) for p in prompts]
+    width = max(lengths)
+    ids = torch.full((len(prompts), width), end_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(p)
+        mask[i, width - len(p) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    logits = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    ).logits[:, -1]
+    out: list[list[int]] = [[] for _ in prompts]
+    alive = torch.arange(len(prompts), device=device)
+    budget = [min(cfg.max_length - n, cfg.max_new_tokens or cfg.max_length) for n in lengths]
+    pos = positions[:, -1:]
+    for step in range(max(budget)):
+        nxt = _pick(logits, cfg, generator)
+        done = []
+        for row, (i, tok) in enumerate(zip(alive.tolist(), nxt.tolist(), strict=True)):
+            out[i].append(tok)
+            if tok == end_id or step + 1 >= budget[i]:
+                done.append(row)
+        if done:
+            keep = torch.tensor([r for r in range(len(alive)) if r not in set(done)], dtype=torch.long, device=device)
+            if len(keep) == 0:
+                break
+            cache.batch_select_indices(keep)
+            alive, nxt, mask, pos = alive[keep], nxt[keep], mask[keep], pos[keep]
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        pos = pos + 1
+        logits = model(
+            input_ids=nxt[:, None],
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
+    return out
+
+
+@torch.inference_mode()
+def generate_beam(model, prompts: list[list[int]], end_id: int, cfg: DecodeConfig) -> list[list[int]]:
+    """Beam search (optionally with sampling) through `transformers`' generate, left-padded."""
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), end_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(p)
+        mask[i, width - len(p) :] = 1
+    gen = model.generate(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        num_beams=cfg.num_beams,
+        do_sample=cfg.do_sample,
+        temperature=cfg.temperature if cfg.do_sample else None,
+        top_p=cfg.top_p if cfg.do_sample else None,
+        max_new_tokens=min(cfg.max_length - width, cfg.max_new_tokens or cfg.max_length),
+        eos_token_id=end_id,
+        pad_token_id=end_id,
+    )
+    out = []
+    for row in gen[:, width:].tolist():
+        out.append(row[: row.index(end_id) + 1] if end_id in row else row)
+    return out
+
+
+def generate(model, prompts: list[list[int]], roles: Roles, cfg: DecodeConfig, progress=None) -> list[list[int]]:
+    """Generations for all prompts, in their order; batches of similar prompt lengths (longest first)."""
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    results: list[list[int]] = [[] for _ in prompts]
+    generator = None
+    if cfg.mode == "sample":
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed)
+    elif cfg.mode == "beam" and cfg.do_sample:
+        torch.manual_seed(cfg.seed)
+    for start in range(0, len(order), cfg.batch_size):
+        chunk = order[start : start + cfg.batch_size]
+        batch = [prompts[i] for i in chunk]
+        if cfg.mode == "beam":
+            gen = generate_beam(model, batch, roles.end, cfg)
+        else:
+            gen = decode_batch(model, batch, roles.end, cfg, generator)
+        for i, g in zip(chunk, gen, strict=True):
+            results[i] = g
+        if progress is not None:
+            progress.update(len(chunk))
+    return results
+
+
+def split_generation(tokenizer, ids: list[int], roles: Roles) -> tuple[str, str | None]:
+    """(solution text, answer text or None) of a generation: the solution runs to <begin_answer>, the answer to
+    <end>. The solution loses its leading space (the `solution` field format)."""
+    if roles.begin_answer in ids:
+        k = ids.index(roles.begin_answer)
+        sol, rest = ids[:k], ids[k + 1 :]
+        ans = tokenizer.decode(rest[: rest.index(roles.end)] if roles.end in rest else rest)
+    else:
+        sol, ans = [t for t in ids if t != roles.end], None
+    text = tokenizer.decode(sol)
+    return (text[1:] if text.startswith(" ") else text), ans

@@ -1,0 +1,260 @@
+"""Evaluating a checkpoint: decode the test splits, judge every solution with the verifier, report per op.
+
+    python -m pretrain.evaluate checkpoint=runs/mini_mini_none0.0_s0/checkpoints/step_0004000
+    python -m pretrain.evaluate checkpoint=... eval=beam4_sample            # the papers' second decoding
+    python -m pretrain.evaluate checkpoint=... eval.n=512 eval.splits=[test_op12]
+
+Accuracy is the papers' (Part 2.1 §3): the official evaluator's verdict on the whole solution plus the answer
+segment, not the final number alone. Writes results.json, results.md, accuracy.png and generations.jsonl (every
+generation with its verdict, for probing and error analysis) to <run>/eval/<checkpoint>/<eval.name>/.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from igsm.dataset import DataConfig, make_example
+from igsm.io import atomic_open, write_jsonl
+from igsm.verifier import verify
+from pretrain.decode import DecodeConfig, generate, split_generation
+from pretrain.tokenizer import SPECIAL_TOKENS, prompt_ids, resolve_roles
+
+
+@dataclass
+class EvalConfig:
+    name: str = "greedy"
+    splits: list[str] | None = None  # default: every test split of the data config
+    n: int | None = None  # problems per split (default: all of data.test_size)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU | fp32 | bf16
+    roles: dict[str, Any] = field(default_factory=lambda: dict(SPECIAL_TOKENS))
+    out_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.n is not None and self.n < 1:
+            raise ValueError(f"eval.n must be >= 1, got {self.n}")
+        if self.dtype not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"eval.dtype must be auto, fp32 or bf16, got {self.dtype!r}")
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k / n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def judge(example: dict, solution: str, answer: str | None) -> dict:
+    """The verdict fields of one generation (answer None: the model never reached <begin_answer>)."""
+    v = verify(example["problem"], example["question"], solution, answer=answer if answer is not None else "")
+    return {
+        "correct": v.correct,
+        "strict_correct": v.strict_correct,
+        "answer_correct": answer is not None and answer.strip() == str(example["answer"]),
+        "error_kinds": v.error_kinds,
+        "n_back": v.n_back,
+        "unnecessary_params": len(v.unnecessary_params),
+        "unnecessary_ops": v.unnecessary_ops,
+    }
+
+
+def summarize(records: list[dict]) -> dict[str, Any]:
+    """Per-split figures: accuracy with its 95% interval, strict and answer-only accuracy, BACK steps per problem on
+    correct and wrong solutions (Part 2.2 Fig. 5), unnecessary parameters and operations per correct solution."""
+    n = len(records)
+    ok = [r for r in records if r["correct"]]
+    bad = [r for r in records if not r["correct"]]
+    k = len(ok)
+
+    def mean(rows, key):
+        return sum(r[key] for r in rows) / len(rows) if rows else None
+
+    return {
+        "n": n,
+        "op": records[0]["op"] if records else None,
+        "accuracy": k / n if n else None,
+        "accuracy_ci95": list(wilson(k, n)),
+        "strict_accuracy": mean(records, "strict_correct"),
+        "answer_accuracy": mean(records, "answer_correct"),
+        "back_per_correct": mean(ok, "n_back"),
+        "back_per_wrong": mean(bad, "n_back"),
+        "unnecessary_params_per_correct": mean(ok, "unnecessary_params"),
+        "unnecessary_ops_per_correct": mean(ok, "unnecessary_ops"),
+        "generated_tokens": mean(records, "generated_tokens"),
+        "unfinished": sum(not r["finished"] for r in records),
+        "error_kinds": dict(Counter(kind for r in bad for kind in r["error_kinds"]).most_common()),
+    }
+
+
+def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress: bool = True):
+    """(summary per split, one record per problem) for `model` on the test splits of `data`."""
+    roles = resolve_roles(tokenizer, cfg.roles)
+    splits = cfg.splits or [s for s in data.splits() if s != "train"]
+    summary, records = {}, []
+    for split in splits:
+        if split not in data.splits():
+            raise ValueError(f"eval.splits: {split!r} is not a split of data {data.name!r} ({list(data.splits())})")
+        n = cfg.n or data.splits()[split]
+        examples = [make_example(data, split, i) for i in range(n)]
+        prompts = [prompt_ids(tokenizer, roles, e["prompt"]) for e in examples]
+        bar = tqdm(total=n, desc=f"{split} ({cfg.name})", unit="problem", disable=not progress)
+        gens = generate(model, prompts, roles, cfg.decode, bar)
+        bar.close()
+        rows = []
+        for e, g in zip(examples, gens, strict=True):
+            solution, answer = split_generation(tokenizer, g, roles)
+            rows.append(
+                {
+                    "split": split,
+                    "index": e["index"],
+                    "op": e["op"],
+                    "problem": e["problem"],
+                    "question": e["question"],
+                    "answer": e["answer"],
+                    "reference_solution": e["solution"],
+                    "generated_solution": solution,
+                    "generated_answer": answer,
+                    "generated_tokens": len(g),
+                    "finished": bool(g) and g[-1] == roles.end,
+                    **judge(e, solution, answer),
+                }
+            )
+        summary[split] = summarize(rows)
+        records += rows
+    return summary, records
+
+
+def markdown(summary: dict[str, dict], title: str) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        "| split | op | n | accuracy (95% CI) | strict | answer only | BACK / correct | "
+        "BACK / wrong | unnecessary ops / correct |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}"
+
+    def num(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    for split, s in summary.items():
+        lo, hi = s["accuracy_ci95"]
+        lines.append(
+            f"| {split} | {s['op']} | {s['n']} | {pct(s['accuracy'])} ({pct(lo)}-{pct(hi)}) | "
+            f"{pct(s['strict_accuracy'])} | {pct(s['answer_accuracy'])} | {num(s['back_per_correct'])} | "
+            f"{num(s['back_per_wrong'])} | {num(s['unnecessary_ops_per_correct'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy(summary: dict[str, dict], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted((s["op"], s) for s in summary.values() if s["n"])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ops = [op for op, _ in rows]
+    acc = [100 * s["accuracy"] for _, s in rows]
+    err = [
+        [100 * (s["accuracy"] - s["accuracy_ci95"][0]) for _, s in rows],
+        [100 * (s["accuracy_ci95"][1] - s["accuracy"]) for _, s in rows],
+    ]
+    ax.errorbar(ops, acc, yerr=err, marker="o", capsize=3)
+    ax.set(xlabel="op (operations needed)", ylabel="accuracy (%)", ylim=(0, 101), title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def write_report(out_dir: Path, summary: dict, records: list[dict], meta: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out_dir / "results.json") as f:
+        json.dump({**meta, "splits": summary}, f, indent=2)
+        f.write("\n")
+    with atomic_open(out_dir / "results.md") as f:
+        f.write(markdown(summary, meta.get("title", "evaluation")))
+    write_jsonl(out_dir / "generations.jsonl", records)
+    plot_accuracy(summary, out_dir / "accuracy.png", meta.get("title", ""))
+
+
+def load_checkpoint(checkpoint: str | Path, device: str = "auto", dtype: str = "auto"):
+    """(model in eval mode, tokenizer, the training run's config or None) of a save_pretrained folder."""
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForCausalLM
+
+    from pretrain.checkpoint import STATE, load_state
+    from pretrain.tokenizer import load_tokenizer
+
+    path = Path(checkpoint)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} is not a save_pretrained checkpoint (no config.json)")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("eval.device=cuda but no GPU is visible")
+    dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    torch_dtype = torch.bfloat16 if dtype == "bf16" or (dtype == "auto" and dev.type == "cuda") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(dev).eval()
+    run_config = OmegaConf.create(load_state(path)["config"]) if (path / STATE).exists() else None
+    return model, load_tokenizer(path), run_config
+
+
+def default_out_dir(checkpoint: Path, name: str) -> Path:
+    checkpoint = Path(checkpoint)
+    if checkpoint.parent.name == "checkpoints":
+        return checkpoint.parent.parent / "eval" / checkpoint.name / name
+    return checkpoint / "eval" / name
+
+
+def main() -> None:
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    from pretrain.config import to_dataclass
+
+    @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+    def run(cfg: DictConfig) -> None:
+        try:
+            ev = to_dataclass(EvalConfig, cfg.eval)
+            model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
+            data_cfg = cfg.get("data") or (run_config.get("data") if run_config is not None else None)
+            if data_cfg is None:
+                raise ValueError(f"{cfg.checkpoint} has no training config: give the test data with data=<preset>")
+            data = to_dataclass(DataConfig, data_cfg)
+            summary, records = evaluate_model(model, tokenizer, data, ev)
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            sys.exit(f"error: {e}")
+        out = Path(ev.out_dir) if ev.out_dir else default_out_dir(Path(cfg.checkpoint), ev.name)
+        title = f"{Path(cfg.checkpoint).parent.parent.name or cfg.checkpoint} / {ev.name}"
+        meta = {
+            "title": title,
+            "checkpoint": str(cfg.checkpoint),
+            "eval": asdict(ev),
+            "data": OmegaConf.to_container(data_cfg, resolve=True),
+            "run": OmegaConf.to_container(run_config, resolve=True) if run_config is not None else None,
+        }
+        write_report(out, summary, records, meta)
+        print(markdown(summary, title))
+        print(f"wrote {out}/results.json, results.md, accuracy.png, generations.jsonl")
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Decoding and evaluation: batched greedy equals one-by-one greedy, the verifier decides what counts, the command
+writes its files, and a sweep aggregates into the papers' table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from igsm.dataset import DataConfig, MistakeConfig, make_example
+from pretrain.aggregate import aggregate, markdown
+from pretrain.aggregate import main as aggregate_main
+from pretrain.decode import DecodeConfig, decode_batch, generate, split_generation
+from pretrain.evaluate import judge, summarize, wilson
+from pretrain.tokenizer import SPECIAL_TOKENS, load_tokenizer, prompt_ids, resolve_roles
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = DataConfig(name="smoke", max_op=4, max_edge=6, test_ops=[4, 6], train_size=0, test_size=8)
+
+
+@pytest.fixture(scope="module")
+def model_and_tok(smoke_checkpoint):
+    model = AutoModelForCausalLM.from_pretrained(smoke_checkpoint).eval()
+    tok = load_tokenizer(smoke_checkpoint)
+    return model, tok, resolve_roles(tok, SPECIAL_TOKENS)
+
+
+def prompts(tok, roles, n=6):
+    exs = [make_example(SMOKE, "test_op6", i) for i in range(n)]
+    return [prompt_ids(tok, roles, e["prompt"]) for e in exs]
+
+
+def test_batched_greedy_equals_one_by_one(model_and_tok):
+    model, tok, roles = model_and_tok
+    ps = prompts(tok, roles)
+    assert len({len(p) for p in ps}) > 1  # different lengths: the batch is really padded
+    cfg = DecodeConfig(max_length=max(len(p) for p in ps) + 40)
+    together = decode_batch(model, ps, roles.end, cfg)
+    alone = [decode_batch(model, [p], roles.end, cfg)[0] for p in ps]
+    assert together == alone
+    # the same through generate(), which sorts by length and batches
+    assert generate(model, ps, roles, DecodeConfig(max_length=cfg.max_length, batch_size=4)) == together
+    # and greedy is what transformers' own greedy search gives, token for token
+    ids = torch.tensor([ps[0]])
+    ref = model.generate(
+        ids, do_sample=False, max_new_tokens=cfg.max_length - len(ps[0]), eos_token_id=roles.end, pad_token_id=roles.end
+    )[0, len(ps[0]) :].tolist()
+    assert ref == together[0]
+
+
+def test_sampling_and_beams(model_and_tok):
+    model, tok, roles = model_and_tok
+    ps = prompts(tok, roles, 3)
+    cfg = DecodeConfig(mode="sample", max_length=max(len(p) for p in ps) + 30, seed=1)
+    a, b = generate(model, ps, roles, cfg), generate(model, ps, roles, cfg)
+    assert a == b and a != generate(model, ps, roles, DecodeConfig(mode="greedy", max_length=cfg.max_length))
+    assert a != generate(model, ps, roles, DecodeConfig(mode="sample", max_length=cfg.max_length, seed=2))
+    beam = generate(model, ps, roles, DecodeConfig(mode="beam", num_beams=2, max_length=cfg.max_length))
+    assert len(beam) == 3 and all(len(x) > 0 for x in beam)
+    nucleus = generate(model, ps, roles, DecodeConfig(mode="sample", top_p=0.5, max_length=cfg.max_length))
+    assert all(len(x) > 0 for x in nucleus)
+    with pytest.raises(ValueError, match="decode.mode"):
+        DecodeConfig(mode="nucleus")
+
+
+def test_split_generation(model_and_tok):
+    _, tok, roles = model_and_tok
+    sol = tok(" Define x as a; so a = 3.", add_special_tokens=False).input_ids
+    ans = tok(" 3", add_special_tokens=False).input_ids
+    assert split_generation(tok, [*sol, roles.begin_answer, *ans, roles.end], roles) == (
+        "Define x as a; so a = 3.",
+        " 3",
+    )
+    assert split_generation(tok, sol, roles) == ("Define x as a; so a = 3.", None)
+
+
+def test_the_verifier_decides_what_counts():
+    cfg = DataConfig(mistakes=MistakeConfig("retry", 0.5))
+    rows = []
+    for i in range(10):
+        e = make_example(cfg, "train", i)
+        good = judge(e, e["solution"], f" {e['answer']}")  # with its BACK steps, still right
+        assert good["correct"] and good["answer_correct"] and good["n_back"] == e["n_mistakes"]
+        wrong_number = judge(e, e["solution"][:-2] + str((int(e["solution"][-2]) + 1) % 10) + ".", f" {e['answer']}")
+        wrong_answer = judge(e, e["solution"], f" {(e['answer'] + 1) % 23}")
+        no_answer = judge(e, e["solution"], None)
+        for bad in (wrong_number, wrong_answer, no_answer):
+            assert not bad["correct"]
+        assert wrong_answer["error_kinds"] == ["wrong_answer"] and not wrong_answer["answer_correct"]
+        rows += [
+            dict(good, op=e["op"], generated_tokens=1, finished=True),
+            dict(wrong_answer, op=e["op"], generated_tokens=1, finished=True),
+        ]
+    s = summarize(rows)
+    assert s["n"] == 20 and s["accuracy"] == 0.5 and s["error_kinds"] == {"wrong_answer": 10}
+    assert s["back_per_correct"] == s["back_per_wrong"] > 0
+
+
+def test_wilson_interval():
+    assert wilson(0, 6) == (0.0, pytest.approx(0.390, abs=1e-3))
+    lo, hi = wilson(50, 100)
+    assert lo == pytest.approx(0.404, abs=1e-3) and hi == pytest.approx(0.596, abs=1e-3)
+
+
+def test_evaluate_command_writes_its_files(smoke_checkpoint):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pretrain.evaluate",
+            f"checkpoint={smoke_checkpoint}",
+            "eval=smoke",
+            "eval.decode.max_length=500",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = smoke_checkpoint.parent.parent / "eval" / smoke_checkpoint.name / "smoke"
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["splits"]) == {"test_op4", "test_op6"} and res["splits"]["test_op6"]["n"] == 6
+    assert res["splits"]["test_op6"]["op"] == 6 and len(res["splits"]["test_op4"]["accuracy_ci95"]) == 2
+    gens = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert len(gens) == 12 and {"generated_solution", "correct", "error_kinds", "n_back"} <= set(gens[0])
+    assert (out / "accuracy.png").stat().st_size > 0 and "| test_op6 | 6 | 6 |" in (out / "results.md").read_text()
+    bad = subprocess.run(
+        [sys.executable, "-m", "pretrain.evaluate", "checkpoint=/nonexistent", "eval=smoke"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "not a save_pretrained checkpoint" in bad.stderr
+
+
+def fake_run(root: Path, name: str, setting: str, kind: str, rate: float, seed: int, acc: dict[int, float]):
+    run = root / name
+    (run / "eval" / "step_0001000" / "greedy").mkdir(parents=True)
+    (run / "config.yaml").write_text(
+        f"data: {{name: {setting}, mistakes: {{kind: {kind}, rate: {rate}, include_current: false, mask: none}}}}\n"
+        f"model: {{name: gpt2-12-12}}\ntrain: {{seed: {seed}}}\n"
+    )
+    splits = {f"test_op{op}": {"n": 100, "op": op, "accuracy": a} for op, a in acc.items()}
+    (run / "eval" / "step_0001000" / "greedy" / "results.json").write_text(
+        json.dumps({"eval": {"name": "greedy"}, "splits": splits})
+    )
+
+
+def test_aggregate_builds_the_table(tmp_path):
+    fake_run(tmp_path, "a", "med", "none", 0.0, 0, {15: 0.99, 23: 0.70})
+    fake_run(tmp_path, "b", "med", "retry", 0.2, 0, {15: 1.0, 23: 0.88})
+    fake_run(tmp_path, "b2", "med", "retry", 0.2, 1, {15: 0.98, 23: 0.90})  # a second seed: max is kept
+    table = aggregate(tmp_path)
+    assert table["ops"] == [15, 23] and [r["label"] for r in table["rows"]] == ["med clean", "med retry0.2"]
+    clean, retry = table["rows"]
+    assert retry["ours"] == {15: 100.0, 23: 90.0} and retry["runs"] == {15: 2, 23: 2}
+    assert clean["paper"][23] == 76.8 and retry["paper"][23] == 91.6  # Part 2.1 Fig. 3 greedy; Part 2.2 Fig. 4(b)
+    assert aggregate(tmp_path, reduce="mean")["rows"][1]["ours"][23] == 89.0
+    aggregate_main([str(tmp_path)])
+    md = (tmp_path / "summary.md").read_text()
+    assert "| med retry0.2 | 100.0 (99.9) | 90.0 (91.6) |" in md and (tmp_path / "summary.png").exists()
+    assert markdown(table) == md
+    with pytest.raises(SystemExit, match="no evaluated runs"):
+        aggregate_main([str(tmp_path / "empty")])

@@ -8,6 +8,7 @@ papers). Finished sequences leave the batch, so a long solution does not keep sh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,7 @@ class DecodeConfig:
     batch_size: int = 64
     max_length: int = 2048  # prompt + generated tokens
     max_new_tokens: int | None = None  # also cap the generated tokens (benchmarks)
+    max_retries: int = 10  # retry upon regret: regenerations per solution
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -138,8 +140,83 @@ def generate_beam(model, prompts: list[list[int]], end_id: int, cfg: DecodeConfi
     return out
 
 
-def generate(model, prompts: list[list[int]], roles: Roles, cfg: DecodeConfig, progress=None) -> list[list[int]]:
-    """Generations for all prompts, in their order; batches of similar prompt lengths (longest first)."""
+@dataclass(frozen=True)
+class Triggers:
+    """Token ids that delimit the steps a regret detector judges: " Define", " as" and the closing "."."""
+
+    define: int
+    as_: int
+    period: int
+
+    @classmethod
+    def of(cls, tokenizer) -> Triggers:
+        ids = [tokenizer(w, add_special_tokens=False).input_ids for w in (" Define", " as", ".")]
+        if any(len(x) != 1 for x in ids):
+            raise ValueError("retry upon regret needs ' Define', ' as' and '.' to be single tokens")
+        return cls(*(x[0] for x in ids))
+
+
+@torch.inference_mode()
+def decode_with_regret(
+    model,
+    prompt: list[int],
+    end_id: int,
+    cfg: DecodeConfig,
+    regret: Callable,
+    triggers: Triggers,
+    generator: torch.Generator | None = None,
+) -> tuple[list[int], int]:
+    """Retry upon regret (Part 2.2 §3): decode greedily; each time the model has written "Define A as", ask
+    `regret(prompt, generated)`; on a detected mistake, go back to the end of the previous sentence and sample that
+    sentence again (at most cfg.max_retries times per solution). Returns (generated ids, retries)."""
+    device = next(model.parameters()).device
+    cache = DynamicCache()
+
+    def step(ids: list[int]) -> torch.Tensor:
+        x = torch.tensor([ids], device=device)
+        return model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+
+    logits = step(prompt)
+    out: list[int] = []
+    start = 0  # where the current sentence begins in `out`
+    retries, sampling = 0, False
+    sample_cfg = DecodeConfig(mode="sample", temperature=cfg.temperature, top_p=cfg.top_p)
+    while len(prompt) + len(out) < cfg.max_length:
+        tok = int(_pick(logits, sample_cfg if sampling else cfg, generator)[0])
+        out.append(tok)
+        if tok == end_id:
+            break
+        if tok == triggers.period:
+            start, sampling = len(out), False
+        elif (
+            tok == triggers.as_
+            and out[start : start + 1] == [triggers.define]
+            and retries < cfg.max_retries
+            and regret(prompt, out)
+        ):
+            retries += 1
+            del out[start:]
+            drop = cache.get_seq_length() - (len(prompt) + len(out) - 1)  # keep all but the last kept token
+            if drop > 0:
+                cache.crop(-drop)
+            logits = step([(prompt + out)[-1]])
+            sampling = True
+            continue
+        logits = step([tok])
+    return out, retries
+
+
+def generate(
+    model,
+    prompts: list[list[int]],
+    roles: Roles,
+    cfg: DecodeConfig,
+    progress=None,
+    regret: Callable | None = None,
+    triggers: Triggers | None = None,
+) -> list[list[int]]:
+    """Generations for all prompts, in their order; batches of similar prompt lengths (longest first).
+    With a `regret` detector (and the tokenizer's `triggers`), each prompt is decoded with retry upon regret."""
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     results: list[list[int]] = [[] for _ in prompts]
     generator = None
@@ -147,6 +224,13 @@ def generate(model, prompts: list[list[int]], roles: Roles, cfg: DecodeConfig, p
         generator = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed)
     elif cfg.mode == "beam" and cfg.do_sample:
         torch.manual_seed(cfg.seed)
+    if regret is not None:
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed)
+        for i in order:
+            results[i] = decode_with_regret(model, prompts[i], roles.end, cfg, regret, triggers, generator)[0]
+            if progress is not None:
+                progress.update(1)
+        return results
     for start in range(0, len(order), cfg.batch_size):
         chunk = order[start : start + cfg.batch_size]
         batch = [prompts[i] for i in chunk]

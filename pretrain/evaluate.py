@@ -25,7 +25,7 @@ from tqdm import tqdm
 from igsm.dataset import DataConfig, make_example
 from igsm.io import atomic_open, write_jsonl
 from igsm.verifier import verify
-from pretrain.decode import DecodeConfig, generate, split_generation
+from pretrain.decode import DecodeConfig, Triggers, generate, split_generation
 from pretrain.tokenizer import SPECIAL_TOKENS, prompt_ids, resolve_roles
 
 
@@ -99,8 +99,9 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     }
 
 
-def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress: bool = True):
-    """(summary per split, one record per problem) for `model` on the test splits of `data`."""
+def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress: bool = True, regret=None):
+    """(summary per split, one record per problem) for `model` on the test splits of `data`; with a `regret`
+    detector, decoding retries upon regret (see `pretrain.decode.decode_with_regret`)."""
     roles = resolve_roles(tokenizer, cfg.roles)
     splits = cfg.splits or [s for s in data.splits() if s != "train"]
     summary, records = {}, []
@@ -111,7 +112,8 @@ def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress
         examples = [make_example(data, split, i) for i in range(n)]
         prompts = [prompt_ids(tokenizer, roles, e["prompt"]) for e in examples]
         bar = tqdm(total=n, desc=f"{split} ({cfg.name})", unit="problem", disable=not progress)
-        gens = generate(model, prompts, roles, cfg.decode, bar)
+        triggers = Triggers.of(tokenizer) if regret is not None else None
+        gens = generate(model, prompts, roles, cfg.decode, bar, regret, triggers)
         bar.close()
         rows = []
         for e, g in zip(examples, gens, strict=True):

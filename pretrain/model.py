@@ -36,9 +36,12 @@ class ModelConfig:
         return self.n_head * self.head_dim
 
 
+SPARE_ROWS = 3  # embedding rows no token uses, kept for the probes' query markers ([START], [MID], [END])
+
+
 def padded_vocab(n: int, multiple: int = 64) -> int:
-    """Embedding rows: the tokenizer's size rounded up (faster matrix shapes; the extra rows are never targets)."""
-    return -(-n // multiple) * multiple
+    """Embedding rows: the tokenizer's size plus the spare rows, rounded up (faster matrix shapes)."""
+    return -(-(n + SPARE_ROWS) // multiple) * multiple
 
 
 def build_model(cfg: ModelConfig, vocab_size: int) -> GPTNeoXForCausalLM:

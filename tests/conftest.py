@@ -1,4 +1,5 @@
-"""Shared fixtures. Tests that read `../shared/reference` (the official generator's samples) skip without it."""
+"""Shared fixtures. Tests that read `../shared/reference` (the official generator's samples) skip without it; a small
+tokenizer and a smoke model are trained once per session for the tests of pretrain/ and probes/."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from pretrain.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
@@ -23,3 +26,51 @@ def reference() -> Callable[[str], list[dict]]:
             return [json.loads(line) for line in f]
 
     return load
+
+
+SMOKE_TOKENIZER = TokenizerConfig(vocab_size=1024, train_problems=1500)
+
+
+@pytest.fixture(scope="session")
+def smoke_tokenizer_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok") / SMOKE_TOKENIZER.cache_name
+    train_tokenizer(SMOKE_TOKENIZER, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def smoke_tokenizer(smoke_tokenizer_dir):
+    return load_tokenizer(smoke_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def smoke_out_root(tmp_path_factory, smoke_tokenizer_dir):
+    """A data root with the smoke tokenizer already in its cache (as `make data` would leave it)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("data")
+    shutil.copytree(smoke_tokenizer_dir, root / "tokenizers" / SMOKE_TOKENIZER.cache_name)
+    return root
+
+
+@pytest.fixture
+def composer():
+    from pretrain.config import compose
+
+    return compose
+
+
+@pytest.fixture(scope="session")
+def smoke_checkpoint(tmp_path_factory, smoke_out_root):
+    """A smoke model trained for 30 steps on a CPU (a few seconds): a real checkpoint, if not a good one."""
+    from omegaconf import OmegaConf
+
+    from pretrain.config import to_dataclass
+    from pretrain.train import RunConfig, train
+
+    run = tmp_path_factory.mktemp("run") / "smoke"
+    from pretrain.config import compose
+
+    cfg = compose("pretrain", ["+experiment=smoke", f"out_root={smoke_out_root}"])
+    final = train(to_dataclass(RunConfig, cfg), run, OmegaConf.to_yaml(cfg, resolve=True))
+    return Path(final["checkpoint"])

@@ -1,0 +1,179 @@
+"""The regret detector: from the model's own states, is the step it just wrote ("Define A as") a mistake?
+
+Two detectors share one interface, `detector(prompt_ids, generated_ids) -> bool`, which retry-upon-regret decoding
+(`pretrain.decode.decode_with_regret`) calls after every "Define A as":
+  PerfectDetector  the truth from the problem itself (Part 2.2's "100% detector" thought experiment);
+  ProbeDetector    a probe on the model's hidden states (Part 2.2 §3).
+`regret_report` measures a probe on a model's own generations: how often it flags the first wrong step of wrong
+solutions (Part 2.2: about 60%) and how often it agrees with the truth over all steps (about 99%).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from igsm import templates as T
+from igsm.parse import ProblemParseError, parse_problem
+from igsm.problem import Problem
+from probes.states import Markers, end_states, query_ids
+
+AS = T.AS.rstrip()  # " as"
+
+
+def _sentences(text: str) -> list[str]:
+    text = text[1:] if text.startswith(" ") else text
+    return text.split(". ")
+
+
+def defined_name(sentence: str) -> str | None:
+    """A in "Define A as ..." (also when the sentence stops right after " as"), else None."""
+    if not sentence.startswith(T.DEFINE) or AS not in sentence:
+        return None
+    return sentence[len(T.DEFINE) : sentence.index(AS)]
+
+
+def written_step(problem: Problem, previous: list[str], current: str) -> tuple[str, bool] | None:
+    """(name, is a mistake) of the step `current` ("Define A as ...") after the complete sentences `previous`:
+    a mistake when A is no parameter of the problem, is already computed, or needs one that is not."""
+    name = defined_name(current)
+    if name is None:
+        return None
+    known = set()
+    for s in previous:
+        if defined_name(s) is not None and not s.endswith(T.AS + T.BACK):
+            q = problem.param_named(defined_name(s))
+            if q is not None:
+                known.add(q)
+    p = problem.param_named(name)
+    mistake = p is None or p in known or not all(d in known for d in problem.deps(p))
+    return name, mistake
+
+
+class PerfectDetector:
+    """Regret from the problem's own labels (the verifier's reading of the problem)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._problems: dict[tuple, Problem | None] = {}
+        self.calls = self.flags = 0
+
+    def problem(self, prompt: list[int]) -> Problem | None:
+        key = tuple(prompt)
+        if key not in self._problems:
+            text = self.tokenizer.decode(prompt, skip_special_tokens=True)
+            try:
+                self._problems[key] = parse_problem(text)[0]
+            except ProblemParseError:
+                self._problems[key] = None
+        return self._problems[key]
+
+    def __call__(self, prompt: list[int], generated: list[int]) -> bool:
+        problem = self.problem(prompt)
+        sents = _sentences(self.tokenizer.decode(generated))
+        step = written_step(problem, sents[:-1], sents[-1]) if problem is not None else None
+        self.calls += 1
+        flag = bool(step and step[1])
+        self.flags += flag
+        return flag
+
+
+@dataclass
+class ProbeDetector:
+    """A linear regret probe (a fitted scikit-learn classifier) on one layer's state at the query's [END]."""
+
+    model: object
+    tokenizer: object
+    markers: Markers
+    classifier: object
+    layer: int
+    threshold: float = 0.5
+    calls: int = 0
+    flags: int = 0
+
+    def score(self, prefix: list[int], name: str) -> float:
+        """P(mistake) for the step naming `name` that ends `prefix` (its " as" token)."""
+        seq = prefix + query_ids(self.tokenizer, self.markers, (name,))
+        x = end_states(self.model, [seq], layers=[self.layer])[:, 0]
+        return float(self.classifier.predict_proba(x)[0, list(self.classifier.classes_).index(1)])
+
+    def __call__(self, prompt: list[int], generated: list[int]) -> bool:
+        name = defined_name(_sentences(self.tokenizer.decode(generated))[-1]) or ""
+        flag = self.score(prompt[1:] + generated, name) > self.threshold  # probes saw no leading <end>
+        self.calls += 1
+        self.flags += flag
+        return flag
+
+
+def generation_points(problem: Problem, solution: str, tokenizer, prompt: list[int]):
+    """For each "Define A as" in a generated solution: (token prefix ending at " as", A, truly a mistake)."""
+    enc = tokenizer(" " + solution, add_special_tokens=False, return_offsets_mapping=True)
+    sents = solution.split(". ")
+    out, pos = [], 0
+    for k, s in enumerate(sents):
+        step = written_step(problem, sents[:k], s)
+        if step is not None:
+            as_char = pos + len(T.DEFINE) + len(step[0]) + 2  # the "a" of " as" (offsets include the leading space)
+            idx = next((i for i, (a, b) in enumerate(enc.offset_mapping) if a <= as_char < b), None)
+            if idx is not None:
+                out.append((prompt + enc.input_ids[: idx + 1], step[0], step[1]))
+        pos += len(s) + 2
+    return out
+
+
+def regret_scores(detector: ProbeDetector, problem: Problem, solution: str, tokenizer, roles) -> list[tuple]:
+    """(name, P(mistake), truly a mistake) for every "Define A as" of a solution to `problem`."""
+    prompt = [roles.begin_problem, *tokenizer(problem.prompt, add_special_tokens=False).input_ids, roles.begin_solution]
+    return [
+        (name, detector.score(prefix, name), mistake)
+        for prefix, name, mistake in generation_points(problem, solution, tokenizer, prompt)
+    ]
+
+
+def regret_report(detector: ProbeDetector, records: list[dict], tokenizer, roles) -> dict:
+    """The probe against the truth on a model's own generations (records of `pretrain.evaluate`)."""
+    first_flagged = first_total = 0
+    agree = total = 0
+    pos_ok = pos = 0
+    for r in records:
+        try:
+            problem = parse_problem(r["problem"], r["question"])[0]
+        except ProblemParseError:
+            continue
+        prompt = [
+            roles.begin_problem,
+            *tokenizer(" " + r["problem"] + " " + r["question"], add_special_tokens=False).input_ids,
+            roles.begin_solution,
+        ]
+        points = generation_points(problem, r["generated_solution"], tokenizer, prompt)
+        first = True
+        for prefix, name, mistake in points:
+            flag = detector.score(prefix, name) > detector.threshold
+            total += 1
+            agree += flag == mistake
+            if mistake:
+                pos += 1
+                pos_ok += flag
+                if first and not r["correct"]:
+                    first_total += 1
+                    first_flagged += flag
+                first = False
+    return {
+        "steps": total,
+        "step_accuracy": agree / total if total else None,
+        "mistaken_steps": pos,
+        "mistakes_flagged": pos_ok / pos if pos else None,
+        "wrong_solutions_with_a_wrong_step": first_total,
+        "first_wrong_step_flagged": first_flagged / first_total if first_total else None,
+    }
+
+
+def best_layer(layer_scores: list[dict]) -> int:
+    """The layer whose probe has the best balanced accuracy (mean of positive and negative accuracy)."""
+
+    def balanced(s):
+        parts = [s.get("positive_accuracy"), s.get("negative_accuracy")]
+        return np.mean([p for p in parts if p is not None]) if any(p is not None for p in parts) else 0.0
+
+    return int(max(layer_scores, key=balanced)["layer"])

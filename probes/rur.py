@@ -1,0 +1,69 @@
+"""Retry upon regret (Part 2.2 §3), evaluated like any decoding:
+
+    python -m probes.rur checkpoint=<ckpt> detector=perfect                      # the "100% detector"
+    python -m probes.rur checkpoint=<ckpt> detector=probe probe_dir=<run>/probes/<ckpt>/default
+
+Greedy decoding; after each "Define A as" the detector judges the step, and a detected mistake sends the model back
+to the end of the previous sentence to sample it again (at most eval.decode.max_retries times per solution). The
+report goes to <run>/eval/<checkpoint>/rur_<detector>/, beside greedy and beam search, for `pretrain.aggregate`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from igsm.dataset import DataConfig
+from pretrain.evaluate import EvalConfig, default_out_dir, evaluate_model, load_checkpoint, markdown, write_report
+from probes.probe import load_detector
+from probes.regret import PerfectDetector
+
+
+def main() -> None:
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    from pretrain.config import to_dataclass
+
+    @hydra.main(config_path="../conf", config_name="rur", version_base="1.3")
+    def run(cfg: DictConfig) -> None:
+        try:
+            ev = to_dataclass(EvalConfig, cfg.eval)
+            ev = replace(ev, name=f"rur_{cfg.detector}")
+            model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
+            data_cfg = cfg.get("data") or (run_config.get("data") if run_config is not None else None)
+            if data_cfg is None:
+                raise ValueError(f"{cfg.checkpoint} has no training config: give the test data with data=<preset>")
+            if cfg.detector == "perfect":
+                detector = PerfectDetector(tokenizer)
+            elif cfg.detector == "probe":
+                if not cfg.probe_dir:
+                    raise ValueError("detector=probe needs probe_dir=<folder written by python -m probes.probe>")
+                detector = load_detector(model, tokenizer, cfg.probe_dir)
+            else:
+                raise ValueError(f"detector must be 'perfect' or 'probe', got {cfg.detector!r}")
+            data = to_dataclass(DataConfig, data_cfg)
+            summary, records = evaluate_model(model, tokenizer, data, ev, regret=detector)
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            sys.exit(f"error: {e}")
+        out = Path(ev.out_dir) if ev.out_dir else default_out_dir(Path(cfg.checkpoint), ev.name)
+        title = f"{Path(cfg.checkpoint).parent.parent.name or cfg.checkpoint} / {ev.name}"
+        meta = {
+            "title": title,
+            "checkpoint": str(cfg.checkpoint),
+            "eval": asdict(ev),
+            "data": OmegaConf.to_container(data_cfg, resolve=True),
+            "detector": str(cfg.detector),
+            "detector_calls": detector.calls,
+            "detector_flags": detector.flags,
+        }
+        write_report(out, summary, records, meta)
+        print(markdown(summary, title))
+        print(f"detector: {detector.flags} of {detector.calls} steps flagged; wrote {out}")
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Probing examples: positions land on the right tokens and labels match a hand-checked problem."""
+
+from __future__ import annotations
+
+import random
+
+from igsm.dataset import DataConfig, MistakeConfig
+from igsm.parse import parse_problem
+from pretrain.tokenizer import SPECIAL_TOKENS, resolve_roles
+from probes.examples import TASKS, build_probe_set, problem_examples, sentence_spans
+
+STATEMENT = (
+    "The number of each Lisbon's Riverside Park equals 5. "
+    "The number of each Lisbon's Lakeview Park equals 13 more than each Lisbon's Riverside Park. "
+    "The number of each Madrid's Lakeview Park equals 2 times as much as the sum of each Lisbon's Lakeview Park "
+    "and each Lisbon's Riverside Park."
+)
+# a solution with two taken-back steps: Lisbon's Park before its children are known (a real mistake), and
+# Madrid's Lakeview Park after both Lisbon parameters are known (computable: not a mistake)
+SOLUTION = (
+    "Define Lisbon's Park as BACK. Define Lisbon's Riverside Park as a; so a = 5. "
+    "Define Lisbon's Lakeview Park as b; so b = 13 + a = 13 + 5 = 18. Define Madrid's Lakeview Park as BACK. "
+    "Define Lisbon's Park as c; so c = a + b = 5 + 18 = 0."
+)
+
+
+def hand_examples(tokenizer, tasks, per_task=1000):
+    (problem,) = parse_problem(STATEMENT, "How many Park does Lisbon have?")
+    roles = resolve_roles(tokenizer, SPECIAL_TOKENS)
+    prompt = [roles.begin_problem, *tokenizer(problem.prompt, add_special_tokens=False).input_ids, roles.begin_solution]
+    enc = tokenizer(" " + SOLUTION, add_special_tokens=False, return_offsets_mapping=True)
+    ids = prompt + enc.input_ids
+    ex = problem_examples(
+        problem, SOLUTION, enc.input_ids, enc.offset_mapping, len(prompt), random.Random(0), 0, "test", tasks, per_task
+    )
+    return problem, ids, ex
+
+
+def test_sentence_spans():
+    spans = sentence_spans(SOLUTION)
+    assert [SOLUTION[a:b] for a, b in spans][:2] == [
+        "Define Lisbon's Park as BACK",
+        "Define Lisbon's Riverside Park as a; so a = 5",
+    ]
+    assert all(SOLUTION[b] == "." for _, b in spans)
+
+
+def test_regret_positions_and_labels(smoke_tokenizer):
+    _, ids, ex = hand_examples(smoke_tokenizer, ("regret",))
+    got = sorted((e.position, e.names[0], e.label) for e in ex)
+    assert [(n, label) for _, n, label in got] == [
+        ("Lisbon's Park", 1),
+        ("Lisbon's Riverside Park", 0),
+        ("Lisbon's Lakeview Park", 0),
+        ("Madrid's Lakeview Park", 0),
+        ("Lisbon's Park", 0),
+    ]
+    for pos, name, _ in got:
+        assert smoke_tokenizer.decode([ids[pos]]) == " as"
+        assert smoke_tokenizer.decode(ids[pos - 12 : pos + 1]).endswith(f"Define {name} as")
+
+
+def test_step_and_question_positions(smoke_tokenizer):
+    problem, ids, ex = hand_examples(smoke_tokenizer, ("nece", "dep", "known", "value", "can_next", "nece_next"))
+    roles = resolve_roles(smoke_tokenizer, SPECIAL_TOKENS)
+    for e in ex:
+        tok = ids[e.position]
+        if e.task in ("nece", "dep"):
+            assert tok == roles.begin_solution
+        else:
+            assert tok == roles.begin_solution or smoke_tokenizer.decode([tok]) == "."
+    # after the 2nd correct step (Lisbon's Lakeview Park): both Lisbon parks known, Lisbon's Park computable
+    start = ids.index(roles.begin_solution)
+    period_tokens = [i for i, t in enumerate(ids) if i > start and smoke_tokenizer.decode([t]) == "."]
+    after_lakeview = period_tokens[2]  # sentences: BACK, Riverside, Lakeview
+    rows = {(e.task, e.names[0]): e.label for e in ex if e.position == after_lakeview}
+    assert rows[("known", "Lisbon's Lakeview Park")] == 1 and rows[("known", "Lisbon's Park")] == 0
+    assert rows[("can_next", "Lisbon's Park")] == 1 and rows[("nece_next", "Madrid's Lakeview Park")] == 0
+    assert rows[("can_next", "Madrid's Lakeview Park")] == 1 and rows[("value", "Lisbon's Lakeview Park")] == 18
+    assert rows[("value", "Lisbon's Park")] == 23
+    nece = {e.names[0]: e.label for e in ex if e.task == "nece"}
+    assert nece == {
+        "Lisbon's Riverside Park": 1,
+        "Lisbon's Lakeview Park": 1,
+        "Madrid's Lakeview Park": 0,
+        "Lisbon's Park": 1,
+        "Madrid's Park": 0,
+    }
+    dep = {e.names: e.label for e in ex if e.task == "dep"}
+    assert dep[("Madrid's Park", "Lisbon's Riverside Park")] == 1 and dep[("Lisbon's Park", "Madrid's Park")] == 0
+
+
+def test_probe_set_caps_and_splits(smoke_tokenizer):
+    roles = resolve_roles(smoke_tokenizer, SPECIAL_TOKENS)
+    data = DataConfig(max_op=4, max_edge=6, mistakes=MistakeConfig("retry", 0.5))
+    ps = build_probe_set(data, smoke_tokenizer, roles, 40, tuple(TASKS), per_task=3)
+    per = {}
+    for e in ps.examples:
+        per[(e.seq, e.task)] = per.get((e.seq, e.task), 0) + 1
+        assert ps.sequences[e.seq][e.position] is not None and 0 <= e.label < TASKS[e.task]
+    assert max(per.values()) <= 3
+    assert {e.split for e in ps.examples} == {"train", "test"}
+    assert any(e.task == "regret" and e.label == 1 for e in ps.examples)

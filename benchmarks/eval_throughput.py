@@ -18,7 +18,7 @@ import torch
 
 from igsm.dataset import DataConfig, make_example
 from pretrain.config import compose, to_dataclass
-from pretrain.decode import DecodeConfig, generate
+from pretrain.decode import DecodeConfig, generate, left_pad
 from pretrain.model import build_model
 from pretrain.tokenizer import SPECIAL_TOKENS, Roles, load_tokenizer, prompt_ids, resolve_roles
 from pretrain.train import RunConfig
@@ -28,15 +28,11 @@ def hf_generate(model, prompts, end_id, max_new, batch, eos) -> list[int]:
     lengths = []
     for s in range(0, len(prompts), batch):
         chunk = prompts[s : s + batch]
-        width = max(len(p) for p in chunk)
-        ids = torch.full((len(chunk), width), end_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(chunk):
-            ids[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
-        dev = next(model.parameters()).device
+        ids, mask = left_pad(chunk, end_id, next(model.parameters()).device)
+        width = ids.shape[1]
         out = model.generate(
-            input_ids=ids.to(dev),
-            attention_mask=mask.to(dev),
+            input_ids=ids,
+            attention_mask=mask,
             do_sample=False,
             max_new_tokens=max_new,
             eos_token_id=end_id if eos else None,

@@ -55,6 +55,17 @@ def _pick(logits: torch.Tensor, cfg: DecodeConfig, generator: torch.Generator | 
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def left_pad(prompts: list[list[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of prompts aligned to the right, so that all continue at the same column."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(p)
+        mask[i, width - len(p) :] = 1
+    return ids.to(device), mask.to(device)
+
+
 @torch.inference_mode()
 def decode_batch(
     model: torch.nn.Module,
@@ -66,13 +77,7 @@ def decode_batch(
     """Generated ids (after the prompt, <end> included when reached) for prompts decoded together, left-padded."""
     device = next(model.parameters()).device
     lengths = [len(p) for p in prompts]
-    width = max(lengths)
-    ids = torch.full((len(prompts), width), end_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = torch.tensor(p)
-        mask[i, width - len(p) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    ids, mask = left_pad(prompts, end_id, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
     logits = model(
@@ -95,7 +100,8 @@ def decode_batch(
             if tok == end_id or step + 1 >= budget[i]:
                 done.append(row)
         if done:
-            keep = torch.tensor([r for r in range(len(alive)) if r not in set(done)], dtype=torch.long, device=device)
+            gone = set(done)
+            keep = torch.tensor([r for r in range(len(alive)) if r not in gone], dtype=torch.long, device=device)
             if len(keep) == 0:
                 break
             cache.batch_select_indices(keep)
@@ -116,16 +122,11 @@ def decode_batch(
 @torch.inference_mode()
 def generate_beam(model, prompts: list[list[int]], end_id: int, cfg: DecodeConfig) -> list[list[int]]:
     """Beam search (optionally with sampling) through `transformers`' generate, left-padded."""
-    device = next(model.parameters()).device
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), end_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = torch.tensor(p)
-        mask[i, width - len(p) :] = 1
+    ids, mask = left_pad(prompts, end_id, next(model.parameters()).device)
+    width = ids.shape[1]
     gen = model.generate(
-        input_ids=ids.to(device),
-        attention_mask=mask.to(device),
+        input_ids=ids,
+        attention_mask=mask,
         num_beams=cfg.num_beams,
         do_sample=cfg.do_sample,
         temperature=cfg.temperature if cfg.do_sample else None,

@@ -224,6 +224,33 @@ def default_out_dir(checkpoint: Path, name: str) -> Path:
     return checkpoint / "eval" / name
 
 
+def checkpoint_data(data_override, run_config, checkpoint):
+    """The test data: `data=<preset>` if given, else the data the checkpoint was trained on."""
+    data_cfg = data_override or (run_config.get("data") if run_config is not None else None)
+    if data_cfg is None:
+        raise ValueError(f"{checkpoint} has no training config: give the test data with data=<preset>")
+    return data_cfg
+
+
+def report(checkpoint: str, ev: EvalConfig, data_cfg, summary: dict, records: list[dict], **extra) -> Path:
+    """Write and print the evaluation of `checkpoint` under its run (or ev.out_dir); returns the folder."""
+    from omegaconf import OmegaConf
+
+    out = Path(ev.out_dir) if ev.out_dir else default_out_dir(Path(checkpoint), ev.name)
+    title = f"{Path(checkpoint).parent.parent.name or checkpoint} / {ev.name}"
+    meta = {
+        "title": title,
+        "checkpoint": str(checkpoint),
+        "eval": asdict(ev),
+        "data": OmegaConf.to_container(data_cfg, resolve=True),
+        **extra,
+    }
+    write_report(out, summary, records, meta)
+    print(markdown(summary, title))
+    print(f"wrote {out}/results.json, results.md, accuracy.png, generations.jsonl")
+    return out
+
+
 def main() -> None:
     import hydra
     from omegaconf import DictConfig, OmegaConf
@@ -235,25 +262,12 @@ def main() -> None:
         try:
             ev = to_dataclass(EvalConfig, cfg.eval)
             model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
-            data_cfg = cfg.get("data") or (run_config.get("data") if run_config is not None else None)
-            if data_cfg is None:
-                raise ValueError(f"{cfg.checkpoint} has no training config: give the test data with data=<preset>")
-            data = to_dataclass(DataConfig, data_cfg)
-            summary, records = evaluate_model(model, tokenizer, data, ev)
+            data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
+            summary, records = evaluate_model(model, tokenizer, to_dataclass(DataConfig, data_cfg), ev)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             sys.exit(f"error: {e}")
-        out = Path(ev.out_dir) if ev.out_dir else default_out_dir(Path(cfg.checkpoint), ev.name)
-        title = f"{Path(cfg.checkpoint).parent.parent.name or cfg.checkpoint} / {ev.name}"
-        meta = {
-            "title": title,
-            "checkpoint": str(cfg.checkpoint),
-            "eval": asdict(ev),
-            "data": OmegaConf.to_container(data_cfg, resolve=True),
-            "run": OmegaConf.to_container(run_config, resolve=True) if run_config is not None else None,
-        }
-        write_report(out, summary, records, meta)
-        print(markdown(summary, title))
-        print(f"wrote {out}/results.json, results.md, accuracy.png, generations.jsonl")
+        run_info = OmegaConf.to_container(run_config, resolve=True) if run_config is not None else None
+        report(cfg.checkpoint, ev, data_cfg, summary, records, run=run_info)
 
     run()
 

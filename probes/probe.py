@@ -114,23 +114,13 @@ def run_probes(model, tokenizer, roles, data: DataConfig, cfg: ProbeConfig, log=
             res["random_model_linear"] = layerwise(cs[tr], y[tr], cs[te], y[te], task, cfg.linear_c)
             del cs
         if cfg.vprobe:
-            vp = train_vprobe(
-                model,
-                [inputs[i] for i in tr],
-                y[tr],
-                TASKS[task],
-                cfg.vprobe_steps,
-                cfg.vprobe_batch,
-                cfg.vprobe_lr,
-                cfg.vprobe_rank,
-                cfg.seed,
-            )
-            res["vprobe"] = score(predict(vp, [inputs[i] for i in te]), y[te], task)
-            vp.remove()
-            if control is not None:
-                vc = train_vprobe(
-                    control,
-                    [inputs[i] for i in tr],
+            train_in, test_in = [inputs[i] for i in tr], [inputs[i] for i in te]
+            for key, m in (("vprobe", model), ("random_model_vprobe", control)):
+                if m is None:
+                    continue
+                vp = train_vprobe(
+                    m,
+                    train_in,
                     y[tr],
                     TASKS[task],
                     cfg.vprobe_steps,
@@ -139,8 +129,8 @@ def run_probes(model, tokenizer, roles, data: DataConfig, cfg: ProbeConfig, log=
                     cfg.vprobe_rank,
                     cfg.seed,
                 )
-                res["random_model_vprobe"] = score(predict(vc, [inputs[i] for i in te]), y[te], task)
-                vc.remove()
+                res[key] = score(predict(vp, test_in), y[te], task)
+                vp.remove()
             for p in model.parameters():
                 p.requires_grad_(True)
         results[task] = res
@@ -213,7 +203,7 @@ def main() -> None:
     from omegaconf import DictConfig, OmegaConf
 
     from pretrain.config import to_dataclass
-    from pretrain.evaluate import load_checkpoint
+    from pretrain.evaluate import checkpoint_data, load_checkpoint
     from pretrain.tokenizer import resolve_roles
 
     @hydra.main(config_path="../conf", config_name="probe", version_base="1.3")
@@ -221,9 +211,7 @@ def main() -> None:
         try:
             pc = to_dataclass(ProbeConfig, cfg.probe)
             model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, pc.device, "fp32")
-            data_cfg = cfg.get("data") or (run_config.get("data") if run_config is not None else None)
-            if data_cfg is None:
-                raise ValueError(f"{cfg.checkpoint} has no training config: give the problems with data=<preset>")
+            data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
             data = to_dataclass(DataConfig, data_cfg)
             roles = resolve_roles(tokenizer, dict(cfg.roles))
             results, fitted = run_probes(model, tokenizer, roles, data, pc)

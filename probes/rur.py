@@ -11,30 +11,26 @@ report goes to <run>/eval/<checkpoint>/rur_<detector>/, beside greedy and beam s
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import replace
 
 from igsm.dataset import DataConfig
-from pretrain.evaluate import EvalConfig, default_out_dir, evaluate_model, load_checkpoint, markdown, write_report
+from pretrain.evaluate import EvalConfig, checkpoint_data, evaluate_model, load_checkpoint, report
 from probes.probe import load_detector
 from probes.regret import PerfectDetector
 
 
 def main() -> None:
     import hydra
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
 
     from pretrain.config import to_dataclass
 
     @hydra.main(config_path="../conf", config_name="rur", version_base="1.3")
     def run(cfg: DictConfig) -> None:
         try:
-            ev = to_dataclass(EvalConfig, cfg.eval)
-            ev = replace(ev, name=f"rur_{cfg.detector}")
+            ev = replace(to_dataclass(EvalConfig, cfg.eval), name=f"rur_{cfg.detector}")
             model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
-            data_cfg = cfg.get("data") or (run_config.get("data") if run_config is not None else None)
-            if data_cfg is None:
-                raise ValueError(f"{cfg.checkpoint} has no training config: give the test data with data=<preset>")
+            data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
             if cfg.detector == "perfect":
                 detector = PerfectDetector(tokenizer)
             elif cfg.detector == "probe":
@@ -47,20 +43,17 @@ def main() -> None:
             summary, records = evaluate_model(model, tokenizer, data, ev, regret=detector)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             sys.exit(f"error: {e}")
-        out = Path(ev.out_dir) if ev.out_dir else default_out_dir(Path(cfg.checkpoint), ev.name)
-        title = f"{Path(cfg.checkpoint).parent.parent.name or cfg.checkpoint} / {ev.name}"
-        meta = {
-            "title": title,
-            "checkpoint": str(cfg.checkpoint),
-            "eval": asdict(ev),
-            "data": OmegaConf.to_container(data_cfg, resolve=True),
-            "detector": str(cfg.detector),
-            "detector_calls": detector.calls,
-            "detector_flags": detector.flags,
-        }
-        write_report(out, summary, records, meta)
-        print(markdown(summary, title))
-        print(f"detector: {detector.flags} of {detector.calls} steps flagged; wrote {out}")
+        report(
+            cfg.checkpoint,
+            ev,
+            data_cfg,
+            summary,
+            records,
+            detector=str(cfg.detector),
+            detector_calls=detector.calls,
+            detector_flags=detector.flags,
+        )
+        print(f"detector: {detector.flags} of {detector.calls} steps flagged")
 
     run()
 

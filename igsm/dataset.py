@@ -11,11 +11,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from igsm.config import GenConfig
-from igsm.generator import derive_rng, generate
+from igsm.generator import derive_rng, generate, reask
 from igsm.mistakes import KINDS, insert_mistakes
 from igsm.vocab import Vocabulary
 
 STREAM_MISTAKES = 1  # random stream of the mistakes, independent of the problem's (stream 0)
+STREAM_REASK = 2  # random stream of a re-asked question
 MASK_MODES = ("none", "name", "step")
 
 
@@ -50,7 +51,13 @@ class MistakeConfig:
 
 @dataclass
 class DataConfig:
-    """A dataset: a training split (with mistakes) and clean test splits at fixed op counts (test bins only)."""
+    """A dataset: a training split (with mistakes) and clean test splits, test template bins only (Part 2.1 §2.4):
+
+    test_id           problems drawn as for training (op <= max_op): the papers' "op <= 15" column;
+    test_op<K>        problems with exactly K operations, for each K in test_ops (K > max_op: out of distribution);
+    test_reask<K>     problems of K operations whose question is then re-drawn among all their parameters
+                      (the papers' "reask" column; the op count changes), for each K in reask_ops.
+    """
 
     name: str = "med"
     max_op: int = 15
@@ -60,6 +67,8 @@ class DataConfig:
     perm_level: int = 5
     train_size: int = 100_000
     test_ops: list[int] = field(default_factory=lambda: [15, 20, 21, 22, 23])
+    test_id: bool = True
+    reask_ops: list[int] = field(default_factory=list)
     test_size: int = 4096
     seed: int = 0
     mistakes: MistakeConfig = field(default_factory=MistakeConfig)
@@ -70,13 +79,21 @@ class DataConfig:
         for key in ("train_size", "test_size", "seed"):
             if getattr(self, key) < 0:
                 raise ValueError(f"data.{key} must be >= 0, got {getattr(self, key)}")
-        self.gen_config("train")  # validates max_op, max_edge, op_dist, ...
-        for op in self.test_ops:
-            self.gen_config(f"test_op{op}")
+        for split in self.splits():  # validates max_op, max_edge, op_dist, the ops, ...
+            self.gen_config(split)
 
     def splits(self) -> dict[str, int]:
         """Split name -> number of examples."""
-        return {"train": self.train_size, **{f"test_op{op}": self.test_size for op in self.test_ops}}
+        tests = (["test_id"] if self.test_id else []) + [f"test_op{op}" for op in self.test_ops]
+        tests += [f"test_reask{op}" for op in self.reask_ops]
+        return {"train": self.train_size, **dict.fromkeys(tests, self.test_size)}
+
+    @staticmethod
+    def column(split: str) -> str:
+        """The papers' column name of a test split: "op<=15" (test_id needs max_op), "20", "reask20"."""
+        if split.startswith("test_op"):
+            return split.removeprefix("test_op")
+        return split.removeprefix("test_")
 
     def gen_config(self, split: str) -> GenConfig:
         common = {
@@ -88,12 +105,15 @@ class DataConfig:
         }
         if split == "train":
             return GenConfig(**common, split="train")
-        if not split.startswith("test_op"):
-            raise ValueError(f"unknown split {split!r}")
-        op = int(split.removeprefix("test_op"))
-        if op < 1:
-            raise ValueError(f"data.test_ops must be >= 1, got {op}")
-        return GenConfig(**common, op_min=op, op_max=op, split="test")
+        if split == "test_id":
+            return GenConfig(**common, split="test")
+        for prefix, key in (("test_op", "test_ops"), ("test_reask", "reask_ops")):
+            if split.startswith(prefix) and split.removeprefix(prefix).isdigit():
+                op = int(split.removeprefix(prefix))
+                if op < 1:
+                    raise ValueError(f"data.{key} must be >= 1, got {op}")
+                return GenConfig(**common, op_min=op, op_max=op, split="test")
+        raise ValueError(f"unknown split {split!r}")
 
     def split_seed(self, split: str) -> int:
         """Each split draws from its own stream of the master seed."""
@@ -108,6 +128,8 @@ def make_example(cfg: DataConfig, split: str, index: int, vocab: Vocabulary | No
     the mistakes' character spans, and metadata columns."""
     seed = cfg.split_seed(split)
     problem = generate(cfg.gen_config(split), seed, index, vocab)
+    if split.startswith("test_reask"):
+        problem = reask(problem, derive_rng(seed, index, STREAM_REASK))
     m = cfg.mistakes if split == "train" else MistakeConfig()
     wm = insert_mistakes(problem, m.kind, m.rate, derive_rng(seed, index, STREAM_MISTAKES), m.include_current)
     return {

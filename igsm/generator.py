@@ -77,3 +77,33 @@ def generate_many(config: GenConfig, seed: int, n: int, start: int = 0) -> Itera
     vocab = load_vocabulary()
     for i in range(start, start + n):
         yield generate(config, seed, i, vocab)
+
+
+def reask(problem: Problem, rng: random.Random) -> Problem:
+    """The same statement with the question re-drawn uniformly among its parameters (Part 2.1 §2.4, "reask"): the
+    solution is a random topological order of what the new question needs, so its op count changes too."""
+    question = rng.choice(problem.params())
+    new = Problem(
+        problem.layer_names,
+        problem.items,
+        problem.formulas,
+        question,
+        problem.statement_order,
+        p_format=problem.p_format,
+        meta={**problem.meta, "reask": True},
+    )
+    needed = new.necessary
+    waiting = {p: [q for q in new.deps(p) if q in needed] for p in needed}
+    order: list = []
+    ready = sorted(p for p, ds in waiting.items() if not ds)
+    while ready:
+        p = ready.pop(int(rng.random() * len(ready)))
+        order.append(p)
+        for q, ds in waiting.items():
+            if p in ds:
+                ds.remove(p)
+                if not ds and q not in order and q not in ready:
+                    ready.append(q)
+    new.solution_order = order
+    new.solution = new.render_solution(rng)[0]
+    return new

@@ -3,9 +3,9 @@
     python -m pretrain.aggregate runs/sweeps/retry_sweep_mini
     python -m pretrain.aggregate runs/sweeps/retry_sweep_med --eval greedy,beam4_sample --reduce max
 
-Rows are data variants (preset and mistakes, plus the model when a sweep varies it), columns the test ops, cells the
-accuracy (%). Several seeds or decodings of one variant are reduced with max (the papers report the best of 2 seeds
-x 2 decodings) or mean. Where the papers report the same setting (`pretrain/published.json`), their number is shown
+Rows are data variants (preset and mistakes, plus the model when a sweep varies it), columns the test splits
+(op <= max, each op, reask), cells the accuracy (%). Several seeds or decodings of one variant are reduced with max
+(the papers report the best of 2 seeds x 2 decodings) or mean. Where the papers report the same setting (`pretrain/published.json`), their number is shown
 beside ours. Writes summary.md, summary.json and summary.png into the sweep folder; safe to re-run at any time.
 """
 
@@ -50,66 +50,71 @@ def variant(config) -> dict:
     return {"setting": config.data.name, "data": tag, "model": config.model.name, "seed": config.train.seed}
 
 
-def paper_value(entries: list[dict], setting: str, tag: str, op: int, decoding: str | None) -> float | None:
+def paper_value(entries: list[dict], setting: str, tag: str, column: str, decoding: str | None) -> float | None:
     for e in sorted(entries, key=lambda e: e["decoding"] != decoding):  # prefer the same decoding
-        if e["setting"] == setting and e["data"] == tag and str(op) in e["accuracy"]:
-            return e["accuracy"][str(op)]
+        if e["setting"] == setting and e["data"] == tag and column in e["accuracy"]:
+            return e["accuracy"][column]
     return None
+
+
+def column_order(column: str) -> tuple:
+    """The papers' order: op <= max first, then single ops ascending, then reask."""
+    if column.startswith("op<="):
+        return (0, 0)
+    if column.isdigit():
+        return (1, int(column))
+    return (2, column)
 
 
 def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max") -> dict:
     """The table as data: rows, columns, our accuracies and the papers' where known."""
-    cells: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    models = set()
-    decodings = set()
+    cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    models, decodings = set(), set()
     for run in find_runs(sweep):
-        config = OmegaConf.load(run / "config.yaml")
-        v = variant(config)
+        v = variant(OmegaConf.load(run / "config.yaml"))
         models.add(v["model"])
         for res in run_results(run, evals):
             decodings.add(res["eval"]["name"])
             for split in res["splits"].values():
                 if split["n"]:
-                    cells[(v["setting"], v["data"], v["model"])][split["op"]].append(100 * split["accuracy"])
+                    cells[(v["setting"], v["data"], v["model"])][split["column"]].append(100 * split["accuracy"])
     if not cells:
         raise FileNotFoundError(f"no evaluated runs under {sweep} (run `python -m pretrain.evaluate` on each first)")
     pick = max if reduce == "max" else (lambda xs: sum(xs) / len(xs))
-    ops = sorted({op for row in cells.values() for op in row})
+    columns = sorted({c for row in cells.values() for c in row}, key=column_order)
     entries = published()
     decoding = next(iter(decodings)) if len(decodings) == 1 else None
     rows = []
-    for (setting, tag, model), by_op in sorted(cells.items()):
-        label = f"{setting} {tag}" + (f" {model}" if len(models) > 1 else "")
+    for (setting, tag, model), by_column in sorted(cells.items()):
         rows.append(
             {
-                "label": label,
+                "label": f"{setting} {tag}" + (f" {model}" if len(models) > 1 else ""),
                 "setting": setting,
                 "data": tag,
                 "model": model,
-                "ours": {op: round(pick(v), 1) for op, v in by_op.items()},
-                "runs": {op: len(v) for op, v in by_op.items()},
-                "paper": {op: paper_value(entries, setting, tag, op, decoding) for op in by_op},
+                "ours": {c: round(pick(v), 1) for c, v in by_column.items()},
+                "runs": {c: len(v) for c, v in by_column.items()},
+                "paper": {c: paper_value(entries, setting, tag, c, decoding) for c in by_column},
             }
         )
-    return {"sweep": str(sweep), "reduce": reduce, "decodings": sorted(decodings), "ops": ops, "rows": rows}
+    return {"sweep": str(sweep), "reduce": reduce, "decodings": sorted(decodings), "columns": columns, "rows": rows}
 
 
 def markdown(table: dict) -> str:
-    ops = table["ops"]
-    head = f"| data | {' | '.join(f'op={op}' for op in ops)} |"
+    columns = table["columns"]
     lines = [
         f"# {table['sweep']}",
         "",
         f"Accuracy (%), {table['reduce']} over seeds and decodings ({', '.join(table['decodings'])}); "
         "the papers' number in parentheses where they report the same setting.",
         "",
-        head,
-        "|---|" + "---:|" * len(ops),
+        f"| data | {' | '.join(f'op={c}' if c.isdigit() else c for c in columns)} |",
+        "|---|" + "---:|" * len(columns),
     ]
     for row in table["rows"]:
         cells = []
-        for op in ops:
-            ours, paper = row["ours"].get(op), row["paper"].get(op)
+        for c in columns:
+            ours, paper = row["ours"].get(c), row["paper"].get(c)
             cell = "-" if ours is None else f"{ours:.1f}"
             cells.append(cell + (f" ({paper:.1f})" if paper is not None else ""))
         lines.append(f"| {row['label']} | {' | '.join(cells)} |")
@@ -124,13 +129,13 @@ def plot(table: dict, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, row in enumerate(table["rows"]):
-        ops = sorted(row["ours"])
-        (line,) = ax.plot(ops, [row["ours"][op] for op in ops], marker="o", label=row["label"])
-        known = [op for op in ops if row["paper"].get(op) is not None]
+        ops = sorted((c for c in row["ours"] if c.isdigit()), key=int)  # the single-op columns, on an op axis
+        (line,) = ax.plot([int(c) for c in ops], [row["ours"][c] for c in ops], marker="o", label=row["label"])
+        known = [c for c in ops if row["paper"].get(c) is not None]
         if known:
             ax.plot(
-                known,
-                [row["paper"][op] for op in known],
+                [int(c) for c in known],
+                [row["paper"][c] for c in known],
                 ls="--",
                 marker="x",
                 color=line.get_color(),

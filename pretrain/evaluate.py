@@ -82,9 +82,10 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     def mean(rows, key):
         return sum(r[key] for r in rows) / len(rows) if rows else None
 
+    ops = {r["op"] for r in records}
     return {
         "n": n,
-        "op": records[0]["op"] if records else None,
+        "op": ops.pop() if len(ops) == 1 else None,  # None: the split mixes op counts (test_id, reask)
         "accuracy": k / n if n else None,
         "accuracy_ci95": list(wilson(k, n)),
         "strict_accuracy": mean(records, "strict_correct"),
@@ -134,7 +135,8 @@ def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress
                     **judge(e, solution, answer),
                 }
             )
-        summary[split] = summarize(rows)
+        column = DataConfig.column(split)
+        summary[split] = {"column": f"op<={data.max_op}" if column == "id" else column, **summarize(rows)}
         records += rows
     return summary, records
 
@@ -143,7 +145,7 @@ def markdown(summary: dict[str, dict], title: str) -> str:
     lines = [
         f"# {title}",
         "",
-        "| split | op | n | accuracy (95% CI) | strict | answer only | BACK / correct | "
+        "| split | column | n | accuracy (95% CI) | strict | answer only | BACK / correct | "
         "BACK / wrong | unnecessary ops / correct |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
@@ -157,7 +159,7 @@ def markdown(summary: dict[str, dict], title: str) -> str:
     for split, s in summary.items():
         lo, hi = s["accuracy_ci95"]
         lines.append(
-            f"| {split} | {s['op']} | {s['n']} | {pct(s['accuracy'])} ({pct(lo)}-{pct(hi)}) | "
+            f"| {split} | {s['column']} | {s['n']} | {pct(s['accuracy'])} ({pct(lo)}-{pct(hi)}) | "
             f"{pct(s['strict_accuracy'])} | {pct(s['answer_accuracy'])} | {num(s['back_per_correct'])} | "
             f"{num(s['back_per_wrong'])} | {num(s['unnecessary_ops_per_correct'])} |"
         )
@@ -170,7 +172,7 @@ def plot_accuracy(summary: dict[str, dict], out: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted((s["op"], s) for s in summary.values() if s["n"])
+    rows = sorted((int(s["column"]), s) for s in summary.values() if s["n"] and s["column"].isdigit())
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ops = [op for op, _ in rows]
     acc = [100 * s["accuracy"] for _, s in rows]
@@ -179,7 +181,15 @@ def plot_accuracy(summary: dict[str, dict], out: Path, title: str) -> None:
         [100 * (s["accuracy_ci95"][1] - s["accuracy"]) for _, s in rows],
     ]
     ax.errorbar(ops, acc, yerr=err, marker="o", capsize=3)
-    ax.set(xlabel="op (operations needed)", ylabel="accuracy (%)", ylim=(0, 101), title=title)
+    others = [
+        f"{s['column']}: {100 * s['accuracy']:.1f}%" for s in summary.values() if s["n"] and not s["column"].isdigit()
+    ]
+    ax.set(
+        xlabel="op (operations needed)" + (f"   [{', '.join(others)}]" if others else ""),
+        ylabel="accuracy (%)",
+        ylim=(0, 101),
+        title=title,
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=120)

@@ -179,3 +179,18 @@ def test_med_statistics_match_the_reference():
     d = Counter(p.d for p in probs)
     for depth, share in ((2, 0.38), (3, 0.35), (4, 0.27)):
         assert d[depth] / n == pytest.approx(share, abs=0.03)
+
+
+def test_reask_keeps_the_statement_and_asks_anew():
+    from igsm.generator import derive_rng, reask
+
+    asked = set()
+    for i in range(60):
+        p = generate(preset("med", op_min=20, op_max=20, split="test"), 0, i)
+        q = reask(p, derive_rng(0, i, 2))
+        assert q.problem_text == p.problem_text and q.statement_order == p.statement_order
+        v = verify(q.problem_text, q.question_text, q.solution_text, answer=q.answer)
+        assert v.strict_correct and q.n_op == clauses(q.solution_text)
+        assert set(q.solution_order) == q.necessary and q.solution_order[-1] == q.question
+        asked.add(q.question != p.question)
+    assert asked == {True, False} or asked == {True}

@@ -25,9 +25,11 @@ SMOKE = DataConfig(
     max_edge=6,
     train_size=120,
     test_ops=[4, 6],
+    reask_ops=[4],
     test_size=24,
     mistakes=MistakeConfig("retry", 0.3, mask="name"),
 )
+SPLITS = {"train": 120, "test_id": 24, "test_op4": 24, "test_op6": 24, "test_reask4": 24}
 
 
 def config(tok_dir, out, **kw) -> BuildConfig:
@@ -47,7 +49,7 @@ def files(root: Path) -> dict[str, bytes]:
 def test_any_number_of_workers_gives_identical_files(smoke_tokenizer_dir, tmp_path):
     one = build_dataset(config(smoke_tokenizer_dir, tmp_path / "one", num_proc=1), progress=False)
     two = build_dataset(config(smoke_tokenizer_dir, tmp_path / "two", num_proc=2), progress=False)
-    assert not one.cached and one.examples == {"train": 120, "test_op4": 24, "test_op6": 24}
+    assert not one.cached and one.examples == SPLITS
     assert files(one.path) == files(two.path)
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*"))
 
@@ -55,7 +57,7 @@ def test_any_number_of_workers_gives_identical_files(smoke_tokenizer_dir, tmp_pa
 def test_saved_dataset_opens_with_datasets(smoke_tokenizer_dir, tmp_path):
     res = build_dataset(config(smoke_tokenizer_dir, tmp_path / "d"), progress=False)
     dd = datasets.load_from_disk(str(res.path))
-    assert set(dd) == {"train", "test_op4", "test_op6"}
+    assert set(dd) == set(SPLITS)
     assert {
         "prompt",
         "solution",
@@ -68,6 +70,8 @@ def test_saved_dataset_opens_with_datasets(smoke_tokenizer_dir, tmp_path):
         "loss_mask",
     } <= set(dd["train"].column_names)
     assert all(op == 6 for op in dd["test_op6"]["op"]) and all(b >= 16 for b in dd["test_op6"]["hash_bin"])
+    assert all(b >= 16 for b in dd["test_id"]["hash_bin"]) and max(dd["test_id"]["op"]) <= 4
+    assert len(set(dd["test_reask4"]["op"])) > 1  # a re-asked question needs its own number of operations
     assert all(b <= 15 for b in dd["train"]["hash_bin"]) and sum(dd["train"]["n_mistakes"]) > 0
     ds, tok, marker = load_dataset_dir(res.path)
     row = ds["train"][5]
@@ -112,7 +116,7 @@ def test_interrupted_build_leaves_nothing_loadable_and_resumes(smoke_tokenizer_d
     assert len(list((tmp_path / "d.partial").rglob("*.arrow"))) == 3
     monkeypatch.setattr(D, "_run_shard", lambda job: calls.append(job) or real(job))
     resumed = build_dataset(cfg, progress=False)
-    assert len(calls) == 3 + len(range(0, 120, 25)) + 2 - 3  # only the missing shards were computed
+    assert len(calls) == 3 + len(range(0, 120, 25)) + 4 - 3  # only the missing shards were computed
     monkeypatch.undo()
     fresh = build_dataset(config(smoke_tokenizer_dir, tmp_path / "fresh"), progress=False)
     assert files(resumed.path) == files(fresh.path)

@@ -125,7 +125,8 @@ def test_evaluate_command_writes_its_files(smoke_checkpoint):
     out = smoke_checkpoint.parent.parent / "eval" / smoke_checkpoint.name / "smoke"
     res = json.loads((out / "results.json").read_text())
     assert set(res["splits"]) == {"test_op4", "test_op6"} and res["splits"]["test_op6"]["n"] == 6
-    assert res["splits"]["test_op6"]["op"] == 6 and len(res["splits"]["test_op4"]["accuracy_ci95"]) == 2
+    assert res["splits"]["test_op6"]["op"] == 6 and res["splits"]["test_op6"]["column"] == "6"
+    assert len(res["splits"]["test_op4"]["accuracy_ci95"]) == 2
     gens = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(gens) == 12 and {"generated_solution", "correct", "error_kinds", "n_back"} <= set(gens[0])
     assert (out / "accuracy.png").stat().st_size > 0 and "| test_op6 | 6 | 6 |" in (out / "results.md").read_text()
@@ -145,25 +146,28 @@ def fake_run(root: Path, name: str, setting: str, kind: str, rate: float, seed: 
         f"data: {{name: {setting}, mistakes: {{kind: {kind}, rate: {rate}, include_current: false, mask: none}}}}\n"
         f"model: {{name: gpt2-12-12}}\ntrain: {{seed: {seed}}}\n"
     )
-    splits = {f"test_op{op}": {"n": 100, "op": op, "accuracy": a} for op, a in acc.items()}
+    splits = {f"test_{c}": {"n": 100, "column": c, "accuracy": a} for c, a in acc.items()}
     (run / "eval" / "step_0001000" / "greedy" / "results.json").write_text(
         json.dumps({"eval": {"name": "greedy"}, "splits": splits})
     )
 
 
 def test_aggregate_builds_the_table(tmp_path):
-    fake_run(tmp_path, "a", "med", "none", 0.0, 0, {15: 0.99, 23: 0.70})
-    fake_run(tmp_path, "b", "med", "retry", 0.2, 0, {15: 1.0, 23: 0.88})
-    fake_run(tmp_path, "b2", "med", "retry", 0.2, 1, {15: 0.98, 23: 0.90})  # a second seed: max is kept
+    fake_run(tmp_path, "a", "med", "none", 0.0, 0, {"op<=15": 0.99, "23": 0.70, "reask20": 0.9})
+    fake_run(tmp_path, "b", "med", "retry", 0.2, 0, {"op<=15": 1.0, "23": 0.88})
+    fake_run(tmp_path, "b2", "med", "retry", 0.2, 1, {"op<=15": 0.98, "23": 0.90})  # a second seed: max is kept
     table = aggregate(tmp_path)
-    assert table["ops"] == [15, 23] and [r["label"] for r in table["rows"]] == ["med clean", "med retry0.2"]
+    assert table["columns"] == ["op<=15", "23", "reask20"]
+    assert [r["label"] for r in table["rows"]] == ["med clean", "med retry0.2"]
     clean, retry = table["rows"]
-    assert retry["ours"] == {15: 100.0, 23: 90.0} and retry["runs"] == {15: 2, 23: 2}
-    assert clean["paper"][23] == 76.8 and retry["paper"][23] == 91.6  # Part 2.1 Fig. 3 greedy; Part 2.2 Fig. 4(b)
-    assert aggregate(tmp_path, reduce="mean")["rows"][1]["ours"][23] == 89.0
+    assert retry["ours"] == {"op<=15": 100.0, "23": 90.0} and retry["runs"] == {"op<=15": 2, "23": 2}
+    # the papers: Part 2.1 Fig. 3 (greedy) for the clean model, Part 2.2 Fig. 4(b) for retry 0.2
+    assert clean["paper"] == {"op<=15": 99.9, "23": 76.8, "reask20": 91.6} and retry["paper"]["23"] == 91.6
+    assert aggregate(tmp_path, reduce="mean")["rows"][1]["ours"]["23"] == 89.0
     aggregate_main([str(tmp_path)])
     md = (tmp_path / "summary.md").read_text()
-    assert "| med retry0.2 | 100.0 (99.9) | 90.0 (91.6) |" in md and (tmp_path / "summary.png").exists()
+    assert "| data | op<=15 | op=23 | reask20 |" in md
+    assert "| med retry0.2 | 100.0 (100.0) | 90.0 (91.6) | - |" in md and (tmp_path / "summary.png").exists()
     assert markdown(table) == md
     with pytest.raises(SystemExit, match="no evaluated runs"):
         aggregate_main([str(tmp_path / "empty")])

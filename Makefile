@@ -27,6 +27,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/generator.py
+	$(PY) benchmarks/verifier.py
+	$(PY) benchmarks/data.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -176,9 +176,11 @@ class Problem:
 
     def param_named(self, name: str) -> ParamId | None:
         """The existing parameter called `name` ("A's B"), or None."""
-        if "_by_name" not in self.__dict__:
-            self.__dict__["_by_name"] = {self.name(p): p for p in reversed(self.params())}
-        return self.__dict__["_by_name"].get(name)
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, ParamId]:
+        return {self.name(p): p for p in reversed(self.params())}  # of two equal names, the first wins
 
     # ---- values and the necessary set --------------------------------------------------------------------------
     def value(self, p: ParamId) -> int:

@@ -12,6 +12,7 @@ deterministically per (seed, rank, worker).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -30,7 +31,7 @@ from igsm.generator import GenerationError, generate
 from igsm.vocab import load_vocabulary
 from pretrain.tokenizer import TokenizerConfig, encode_batch, load_tokenizer, resolve_roles, train_tokenizer
 
-FORMAT_VERSION = 1  # bump when the examples or their encoding change, so that cached datasets are rebuilt
+FORMAT_VERSION = 2  # bump when the examples or their encoding change, so that cached datasets are rebuilt
 MARKER = "igsm-lab.json"
 TOKENIZER_DIR = "tokenizer"
 
@@ -51,8 +52,6 @@ class BuildConfig:
             raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
 
     def fingerprint(self) -> str:
-        import hashlib
-
         blob = json.dumps(
             {"format": FORMAT_VERSION, "data": asdict(self.data), "tokenizer": asdict(self.tokenizer)}, sort_keys=True
         )
@@ -128,6 +127,7 @@ SCHEMA = pa.schema(
         ("input_ids", pa.list_(pa.int32())),
         ("loss_mask", pa.list_(pa.int8())),
         ("prompt_length", pa.int32()),
+        ("mistake_token_spans", pa.list_(pa.list_(pa.int32()))),
     ]
 )
 

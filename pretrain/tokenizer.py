@@ -153,14 +153,15 @@ def prompt_ids(tok: PreTrainedTokenizerFast, roles: Roles, prompt: str) -> list[
 def encode_batch(
     tok: PreTrainedTokenizerFast, roles: Roles, examples: list[dict], mask: str = "none"
 ) -> dict[str, list]:
-    """Token ids, loss mask (0 on masked mistake tokens) and prompt length (through <begin_solution>) per example.
+    """Token ids, loss mask (0 on masked mistake tokens), prompt length (through <begin_solution>) and the token
+    span [start, end) of each taken-back step per example.
 
     mask: "none", "name" (the wrong parameter's name) or "step" (" Define <name> as"), from the character spans.
     """
     prompts = tok([e["prompt"] for e in examples], add_special_tokens=False).input_ids
     sols = tok([" " + e["solution"] for e in examples], add_special_tokens=False, return_offsets_mapping=True)
     answers = tok([f" {e['answer']}" for e in examples], add_special_tokens=False).input_ids
-    out: dict[str, list] = {"input_ids": [], "loss_mask": [], "prompt_length": []}
+    out: dict[str, list] = {"input_ids": [], "loss_mask": [], "prompt_length": [], "mistake_token_spans": []}
     for e, p_ids, s_ids, offsets, a_ids in zip(
         examples, prompts, sols.input_ids, sols.offset_mapping, answers, strict=True
     ):
@@ -179,4 +180,9 @@ def encode_batch(
         )
         out["loss_mask"].append([1] * head + sol_mask + [1] * (len(a_ids) + 2))
         out["prompt_length"].append(head)
+        token_spans = []
+        for a, b in e["mistake_spans"]:  # " Define <name> as BACK." in " " + solution: characters a .. b + 1
+            inside = [i for i, (s, t) in enumerate(offsets) if s < b + 1 and t > a + 1]
+            token_spans.append([head + inside[0], head + inside[-1] + 1])
+        out["mistake_token_spans"].append(token_spans)
     return out

@@ -58,6 +58,7 @@ class TrainConfig:
     compile: bool | None = None  # torch.compile; None: on GPU only
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = 10
+    tensorboard: bool = False  # also write the logged figures as TensorBoard scalars (pip install tensorboard)
     ckpt_every: int = 1000
     keep_last: int = 2
     resume: bool = False
@@ -268,24 +269,26 @@ def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "") -> dict:
     # tokenizer and data (rank 0 prepares what is missing, the others wait)
     build = BuildConfig(data=cfg.data, tokenizer=cfg.tokenizer, out_root=cfg.out_root)
     if main:
-        tok_path = ensure_tokenizer(build)
+        ensure_tokenizer(build)
         if tc.source == "dataset":
             build_dataset(build)
     barrier()
     tok_path = build.tokenizer_path
     tokenizer = load_tokenizer(tok_path)
-    if main:
-        check_context(cfg, tok_path)
+    check_context(cfg, tok_path)  # on every rank: each stops with the same message rather than waiting for rank 0
 
     # model, optimizer, schedule; or all of them from the latest checkpoint
     torch.manual_seed(tc.seed)
-    model = build_model(cfg.model, len(tokenizer))
     state = None
     if found and tc.resume:
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(found)
         state = load_state(found)
+    else:
+        if tc.resume and main:
+            print(f"train.resume=true but {run_dir} has no checkpoint yet: starting from scratch")
+        model = build_model(cfg.model, len(tokenizer))
     check_vocab(model, len(tokenizer))
     model.to(device)
     optimizer = make_optimizer(model, tc, device)
@@ -315,6 +318,13 @@ def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "") -> dict:
     packer.consumed = start
 
     metrics_path = run_dir / "metrics.jsonl"
+    board = None
+    if main and tc.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ValueError("train.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+        board = SummaryWriter(str(run_dir / "tensorboard"))
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(resolved_config)
@@ -383,6 +393,10 @@ def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "") -> dict:
             if main:
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(last) + "\n")
+                if board is not None:
+                    for key in ("loss", "lr", "grad_norm", "tokens_per_s", "mfu"):
+                        if last[key] is not None:
+                            board.add_scalar(f"train/{key}", last[key], step)
                 eta = (now - t_start) / (step - step_start) * (total - step)
                 mfu = f" | MFU {last['mfu']:.1%}" if last["mfu"] is not None else ""
                 print(
@@ -402,6 +416,8 @@ def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "") -> dict:
             if main:
                 print(f"stopped at step {step} as asked (train.stop_at); continue with train.resume=true")
             break
+    if board is not None:
+        board.close()
     if main:
         final = {
             **last,

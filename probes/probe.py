@@ -128,6 +128,7 @@ def run_probes(model, tokenizer, roles, data: DataConfig, cfg: ProbeConfig, log=
                     cfg.vprobe_lr,
                     cfg.vprobe_rank,
                     cfg.seed,
+                    desc=f"{task}: {key}",
                 )
                 res[key] = score(predict(vp, test_in), y[te], task)
                 vp.remove()
@@ -214,7 +215,7 @@ def main() -> None:
             data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
             data = to_dataclass(DataConfig, data_cfg)
             roles = resolve_roles(tokenizer, dict(cfg.roles))
-            results, fitted = run_probes(model, tokenizer, roles, data, pc)
+            results, fitted = run_probes(model, tokenizer, roles, data, pc, log=lambda *a: print(*a, flush=True))
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             sys.exit(f"error: {e}")
         ckpt = Path(cfg.checkpoint)

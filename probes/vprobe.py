@@ -9,6 +9,7 @@ import random
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from probes.states import pad_batch
 
@@ -48,6 +49,7 @@ def train_vprobe(
     weight_decay: float = 0.01,
     rank: int = 8,
     seed: int = 0,
+    desc: str | None = None,
 ) -> VProbe:
     """Train on (input, label) pairs; lr decays linearly to 0 with no warmup (Part 2.1 App. F.2)."""
     torch.manual_seed(seed)
@@ -59,7 +61,7 @@ def train_vprobe(
     device = probe.low.device
     y = torch.tensor(labels, device=device)
     model.eval()
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc=desc or "V-probe", unit="step", disable=desc is None):
         idx = rng.sample(range(len(inputs)), min(batch_size, len(inputs)))
         ids, mask = pad_batch([inputs[i] for i in idx], device)
         loss = F.cross_entropy(probe(ids, mask), y[idx])

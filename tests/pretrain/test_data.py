@@ -75,7 +75,8 @@ def test_saved_dataset_opens_with_datasets(smoke_tokenizer_dir, tmp_path):
     assert all(b <= 15 for b in dd["train"]["hash_bin"]) and sum(dd["train"]["n_mistakes"]) > 0
     ds, tok, marker = load_dataset_dir(res.path)
     row = ds["train"][5]
-    assert row == make_example(SMOKE, "train", 5) | {k: row[k] for k in ("input_ids", "loss_mask", "prompt_length")}
+    tokens = ("input_ids", "loss_mask", "prompt_length", "mistake_token_spans")
+    assert row == make_example(SMOKE, "train", 5) | {k: row[k] for k in tokens}
     assert tok.decode(row["input_ids"]).startswith(SPECIAL_TOKENS["begin_problem"] + row["prompt"])
     assert sum(res.tokens.values()) == sum(len(x) for s in ds.values() for x in s["input_ids"]) > 0
     assert marker["examples"] == res.examples and marker["config"]["data"]["mistakes"]["kind"] == "retry"

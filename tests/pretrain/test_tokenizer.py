@@ -65,6 +65,8 @@ def test_sequence_layout_and_masks(smoke_tokenizer):
         assert masked_name == "".join(" " + n for n in e["mistake_params"])
         masked_step = "".join(tok.decode([t]) for t, m in zip(ids, step["loss_mask"][k], strict=True) if not m)
         assert masked_step == "".join(f" {T.DEFINE}{n}{T.AS.rstrip()}" for n in e["mistake_params"])
+        spans = none["mistake_token_spans"][k]
+        assert [tok.decode(ids[a:b]) for a, b in spans] == [f" {T.back_sentence(n)}." for n in e["mistake_params"]]
     assert prompt_ids(tok, roles, "x")[:2] == [roles.end, roles.begin_problem]
 
 

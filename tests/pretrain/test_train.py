@@ -44,6 +44,19 @@ def test_smoke_run_learns_and_leaves_a_complete_run_dir(composer, smoke_out_root
     assert model.get_input_embeddings().weight.shape[0] >= len(tok)
 
 
+def test_tensorboard_scalars(composer, smoke_out_root, tmp_path):
+    train(
+        smoke(composer, smoke_out_root, "train.steps=2", "train.log_every=1", "train.tensorboard=true"),
+        tmp_path / "run",
+    )
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent)).Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+
+
 def test_resume_continues_the_same_loss_curve(composer, smoke_out_root, tmp_path):
     args = ["train.steps=6", "train.log_every=1", "train.ckpt_every=100"]
     train(smoke(composer, smoke_out_root, *args), tmp_path / "straight")
@@ -202,3 +215,18 @@ def test_torchrun_two_ranks_share_one_run_dir(smoke_out_root, tmp_path):
     state = torch.load(run / "checkpoints" / "step_0000004" / "training_state.pt", weights_only=False)
     assert len(state["data"]) == 2 and all(x > 0 for x in state["data"])
     assert len(losses(run)) == 2
+
+
+@pytest.mark.parametrize("root", ["evaluate", "probe", "rur"])
+def test_command_configs_compose(composer, root):
+    from pretrain.evaluate import EvalConfig
+    from probes.probe import ProbeConfig
+
+    cfg = composer(root, ["checkpoint=some/ckpt"])
+    if root == "probe":
+        for option in sorted(p.stem for p in (CONF / "probe").glob("*.yaml")):
+            to_dataclass(ProbeConfig, composer(root, ["checkpoint=x", f"probe={option}"]).probe)
+    else:
+        for option in sorted(p.stem for p in (CONF / "eval").glob("*.yaml")):
+            to_dataclass(EvalConfig, composer(root, ["checkpoint=x", f"eval={option}"]).eval)
+    assert cfg.checkpoint == "some/ckpt"

@@ -13,7 +13,7 @@ import random
 from functools import lru_cache
 from itertools import accumulate
 
-from igsm.problem import ABSTRACT, INSTANCE, RNG, Formula, ParamId, Problem
+from igsm.problem import ABSTRACT, INSTANCE, RNG, Formula, ParamId, Problem, abstract_deps
 from igsm.split import N_BINS, bin_of_sketch, hash_bin
 from igsm.templates import join_solution
 from igsm.vocab import Vocabulary
@@ -201,12 +201,7 @@ class _Attempt:
 
     # ---- the dependency graph -----------------------------------------------------------------------------------
     def _structural_deps(self, a: ParamId) -> list[ParamId]:
-        _, i, j, k = a
-        kids = self.children[i][j]
-        deps = [(0, i, j, x) for x in kids]
-        if k > i + 1:
-            deps += [(1, i + 1, x, k) for x in kids]
-        return deps
+        return abstract_deps(a, self.children)
 
     def sort(self) -> bool:
         """Order the chosen parameters backwards from the question so that all are its ancestors (spec §5.3).

@@ -64,6 +64,17 @@ def fold_sum(terms: list[Expr]) -> Expr:
     return acc
 
 
+def abstract_deps(a: ParamId, children: list[list[list[int]]]) -> list[ParamId]:
+    """What abstract parameter (1, i, j, k) is made of (spec §4): the instance parameters of item (i, j)'s children
+    and, when category k lies deeper than them, those children's own totals of k."""
+    _, i, j, k = a
+    kids = children[i][j]
+    deps = [(0, i, j, x) for x in kids]
+    if k > i + 1:
+        deps += [(1, i + 1, x, k) for x in kids]
+    return deps
+
+
 def count_nodes(e: Expr) -> int:
     if e[0] in ("const", "ref", "zero"):
         return 0
@@ -124,12 +135,7 @@ class Problem:
         """Direct dependencies (RNG excluded), in operand order for instance parameters."""
         if p[0] == INSTANCE:
             return list(self.formulas[p].operands)
-        _, i, j, k = p
-        kids = self.children[i][j]
-        out = [(0, i, j, x) for x in kids]
-        if k > i + 1:
-            out += [(1, i + 1, x, k) for x in kids]
-        return out
+        return abstract_deps(p, self.children)
 
     def expression(self, p: ParamId) -> Expr:
         """The binary computation the solution writes for `p` (spec §8); values and op counts come from it."""

@@ -80,14 +80,15 @@ def decode_batch(
     ids, mask = left_pad(prompts, end_id, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
-    logits = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    ).logits[:, -1]
+
+    def forward(x: torch.Tensor, m: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Next-token logits after x (only the last position's are computed)."""
+        res = model(
+            input_ids=x, attention_mask=m, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1
+        )
+        return res.logits[:, -1]
+
+    logits = forward(ids, mask, positions)
     out: list[list[int]] = [[] for _ in prompts]
     alive = torch.arange(len(prompts), device=device)
     budget = [min(cfg.max_length - n, cfg.max_new_tokens or cfg.max_length) for n in lengths]
@@ -108,14 +109,7 @@ def decode_batch(
             alive, nxt, mask, pos = alive[keep], nxt[keep], mask[keep], pos[keep]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         pos = pos + 1
-        logits = model(
-            input_ids=nxt[:, None],
-            attention_mask=mask,
-            position_ids=pos,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        ).logits[:, -1]
+        logits = forward(nxt[:, None], mask, pos)
     return out
 
 

@@ -43,7 +43,8 @@ class WithMistakes:
     mistakes: list[Mistake]
 
 
-def _candidates(problem: Problem, kind: str, step: int, include_current: bool, labels, named: list[ParamId]):
+def _candidates(kind: str, step: int, include_current: bool, labels, named: list[ParamId]) -> list[ParamId]:
+    """The parameters a mistake before correct step `step` may name (the module docstring's definitions)."""
     order = labels.order
     done = set(order[:step])
     if kind == "retry":
@@ -75,7 +76,7 @@ def insert_mistakes(
     pos = 0  # length of the text so far, including the ". " separators
     mistakes = []
     for i, step_text in enumerate(steps):
-        cands = _candidates(problem, kind, i, include_current, labels, named)
+        cands = _candidates(kind, i, include_current, labels, named)
         while cands and rng.random() < rate:
             p = cands.pop(int(rng.random() * len(cands)))
             name = problem.name(p)

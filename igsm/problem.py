@@ -41,10 +41,6 @@ class Formula:
     outer: str | None = None
     inner: str = "sum"
 
-    @property
-    def in_degree(self) -> int:
-        return len(self.operands) + (self.const is not None)
-
 
 def apply(op: str, a: int, b: int) -> int:
     if op == "add":

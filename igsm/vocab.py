@@ -32,13 +32,6 @@ class Vocabulary:
         """
         return not sketch_hazards(self)
 
-    def category_position(self, category: str) -> tuple[int, int] | None:
-        """(hierarchy index, depth) of a category, or None if it is not ours."""
-        for h, cats in enumerate(self.hierarchies):
-            if category in cats:
-                return h, cats.index(category)
-        return None
-
 
 def _read_json(path: Path | None, default: str) -> dict:
     if path is None:

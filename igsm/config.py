@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from igsm.split import SPLITS
+from igsm.vocab import Vocabulary, world_vocabulary
 
 # The papers' settings (spec §1): op drawn "light" in 1..max_op, at most max_edge instance parameters.
 PRESETS: dict[str, dict[str, int]] = {
@@ -26,6 +27,9 @@ class GenConfig:
     problems), "uniform" = one uniform draw. op_min = op_max = K forces op K (also above max_op: the papers'
     out-of-distribution tests). split: which template-hash bins are accepted (train, test or all).
     perm_level: statement order, 0-4 local shuffles, 5 full shuffle (papers), 6 none (leaks the solution order).
+    hierarchies / groups / items: the world's size, a deterministic cut of the vocabulary file (`Vocabulary.subset`):
+    which hierarchies by name (None: all five), the first `groups` sub-groups of each category and the first
+    `items` names of each sub-group (None: all). The papers' worlds use everything.
     """
 
     max_op: int = 15
@@ -37,6 +41,9 @@ class GenConfig:
     perm_level: int = 5
     p_format: str = "pq"
     max_attempts: int = 20000
+    hierarchies: tuple[str, ...] | None = None
+    groups: int | None = None
+    items: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_op, int) or self.max_op < 1:
@@ -56,6 +63,13 @@ class GenConfig:
             raise ValueError(f"perm_level must be in 0..6, got {self.perm_level!r}")
         if self.p_format not in P_FORMATS:
             raise ValueError(f"p_format must be one of {P_FORMATS}, got {self.p_format!r}")
+        if self.hierarchies is not None:
+            object.__setattr__(self, "hierarchies", tuple(self.hierarchies))
+        self.vocabulary()  # validates hierarchies / groups / items
+
+    def vocabulary(self) -> Vocabulary:
+        """The world's names (cached): the whole vocabulary file, or the cut that hierarchies/groups/items ask for."""
+        return world_vocabulary(self.hierarchies, self.groups, self.items)
 
     @property
     def op_range(self) -> tuple[int, int]:

@@ -57,6 +57,8 @@ class DataConfig:
     test_op<K>        problems with exactly K operations, for each K in test_ops (K > max_op: out of distribution);
     test_reask<K>     problems of K operations whose question is then re-drawn among all their parameters
                       (the papers' "reask" column; the op count changes), for each K in reask_ops.
+
+    hierarchies / groups / items size the world (`GenConfig`): a cut of the vocabulary every split draws from.
     """
 
     name: str = "med"
@@ -71,6 +73,9 @@ class DataConfig:
     reask_ops: list[int] = field(default_factory=list)
     test_size: int = 4096
     seed: int = 0
+    hierarchies: list[str] | None = None
+    groups: int | None = None
+    items: int | None = None
     mistakes: MistakeConfig = field(default_factory=MistakeConfig)
 
     def __post_init__(self) -> None:
@@ -102,6 +107,9 @@ class DataConfig:
             "op_dist": self.op_dist,
             "p_format": self.p_format,
             "perm_level": self.perm_level,
+            "hierarchies": None if self.hierarchies is None else tuple(self.hierarchies),
+            "groups": self.groups,
+            "items": self.items,
         }
         if split == "train":
             return GenConfig(**common, split="train")

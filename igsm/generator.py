@@ -15,7 +15,7 @@ from igsm.config import GenConfig
 from igsm.graph import build, draw_shape
 from igsm.problem import Problem
 from igsm.split import bins_of
-from igsm.vocab import Vocabulary, load_vocabulary
+from igsm.vocab import Vocabulary
 
 STREAM_PROBLEM = 0  # independent random streams per example; other modules (mistakes) use other ids
 
@@ -54,7 +54,7 @@ def _light_tail(max_op: int, target: int) -> list[int]:
 
 def generate(config: GenConfig, seed: int, index: int, vocab: Vocabulary | None = None) -> Problem:
     """Problem `index` of the stream (config, seed); it never depends on problems 0..index-1."""
-    vocab = vocab or load_vocabulary()
+    vocab = vocab or config.vocabulary()
     rng = derive_rng(seed, index)
     target = config.draw_op(rng)
     bins = bins_of(config.split)
@@ -74,7 +74,7 @@ def generate(config: GenConfig, seed: int, index: int, vocab: Vocabulary | None 
 
 def generate_many(config: GenConfig, seed: int, n: int, start: int = 0) -> Iterator[Problem]:
     """Problems start..start+n-1 of the stream (config, seed)."""
-    vocab = load_vocabulary()
+    vocab = config.vocabulary()
     for i in range(start, start + n):
         yield generate(config, seed, i, vocab)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -14,10 +15,48 @@ class Vocabulary:
     """Hierarchies (top to bottom) of categories; each category has sub-groups of items (spec §3, §14).
 
     A problem uses d consecutive categories of one hierarchy and, per layer, items of one sub-group.
+    `names` are the hierarchies' short names ("city", ...), by which a world picks its hierarchies.
     """
 
     hierarchies: tuple[tuple[str, ...], ...]
     groups: dict[str, tuple[tuple[str, ...], ...]]
+    names: tuple[str, ...] = ()
+
+    @cached_property
+    def digest(self) -> str:
+        """A hash of every name in this vocabulary: part of each cache key built from it."""
+        blob = json.dumps([self.hierarchies, {c: self.groups[c] for c in sorted(self.groups)}])
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def size(self) -> int:
+        """Number of item names."""
+        return len(self.item_category)
+
+    def subset(self, hierarchies: tuple[str, ...] | None, groups: int | None, items: int | None) -> Vocabulary:
+        """A smaller world, deterministically: the named hierarchies (in the file's order), the first `groups`
+        sub-groups of each of their categories and the first `items` names of each sub-group (None keeps all)."""
+        if hierarchies is None:
+            keep = list(range(len(self.hierarchies)))
+        else:
+            unknown = [h for h in hierarchies if h not in self.names]
+            if unknown or not hierarchies:
+                raise ValueError(f"hierarchies {list(hierarchies)}: unknown {unknown}; choose among {list(self.names)}")
+            keep = [i for i, name in enumerate(self.names) if name in hierarchies]
+        cats = {c for i in keep for c in self.hierarchies[i]}
+        new_groups = {}
+        for c in cats:
+            have = self.groups[c]
+            if groups is not None and not 1 <= groups <= len(have):
+                raise ValueError(f"groups={groups}: category {c!r} has {len(have)} sub-groups; choose 1..{len(have)}")
+            kept = have[:groups]
+            if items is not None and not all(MIN_ITEMS <= items <= len(g) for g in kept):
+                most = min(len(g) for g in kept)
+                raise ValueError(f"items={items}: sub-groups of {c!r} have {most} names; choose {MIN_ITEMS}..{most}")
+            new_groups[c] = tuple(g[:items] for g in kept)
+        return Vocabulary(
+            tuple(self.hierarchies[i] for i in keep), new_groups, tuple(self.names[i] for i in keep) if self.names else ()
+        )
 
     @cached_property
     def item_category(self) -> dict[str, str]:
@@ -39,6 +78,10 @@ def _read_json(path: Path | None, default: str) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+# A layer has at most 4 items (spec §2: widths in 2..4), drawn without replacement from one sub-group.
+MIN_ITEMS = 4
+
+
 @lru_cache(maxsize=8)
 def load_vocabulary(path: str | None = None) -> Vocabulary:
     """Our vocabulary (`igsm/data/vocabulary.json`) or another file in the same format."""
@@ -48,7 +91,19 @@ def load_vocabulary(path: str | None = None) -> Vocabulary:
     missing = [c for h in hierarchies for c in h if c not in groups]
     if missing:
         raise ValueError(f"vocabulary {path or 'vocabulary.json'}: categories without items: {missing}")
-    return Vocabulary(hierarchies, groups)
+    names = tuple(h.get("name", str(i)) for i, h in enumerate(raw["hierarchies"]))
+    return Vocabulary(hierarchies, groups, names)
+
+
+@lru_cache(maxsize=32)
+def world_vocabulary(
+    hierarchies: tuple[str, ...] | None = None, groups: int | None = None, items: int | None = None
+) -> Vocabulary:
+    """Our vocabulary cut down to a world's size (`Vocabulary.subset`); all None is the whole file."""
+    full = load_vocabulary()
+    if hierarchies is None and groups is None and items is None:
+        return full
+    return full.subset(hierarchies, groups, items)
 
 
 @lru_cache(maxsize=1)

@@ -28,8 +28,7 @@ from tqdm import tqdm
 
 from igsm.dataset import DataConfig, make_example
 from igsm.generator import GenerationError, generate
-from igsm.vocab import load_vocabulary
-from pretrain.tokenizer import TokenizerConfig, encode_batch, load_tokenizer, resolve_roles, train_tokenizer
+from pretrain.tokenizer import TokenizerConfig, cache_name, encode_batch, load_tokenizer, resolve_roles, train_tokenizer
 
 FORMAT_VERSION = 2  # bump when the examples or their encoding change, so that cached datasets are rebuilt
 MARKER = "igsm-lab.json"
@@ -53,7 +52,13 @@ class BuildConfig:
 
     def fingerprint(self) -> str:
         blob = json.dumps(
-            {"format": FORMAT_VERSION, "data": asdict(self.data), "tokenizer": asdict(self.tokenizer)}, sort_keys=True
+            {
+                "format": FORMAT_VERSION,
+                "data": asdict(self.data),
+                "vocabulary": self.data.gen_config("train").vocabulary().digest,
+                "tokenizer": asdict(self.tokenizer),
+            },
+            sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -69,7 +74,7 @@ class BuildConfig:
         """Where the tokenizer comes from: the configured one, or igsm-lab's own cached under out_root."""
         if self.tokenizer.path:
             return Path(self.tokenizer.path)
-        return Path(self.out_root) / "tokenizers" / self.tokenizer.cache_name
+        return Path(self.out_root) / "tokenizers" / cache_name(self.tokenizer, self.data)
 
 
 @dataclass
@@ -87,12 +92,12 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(tokenizer_path: str, roles: dict) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     tok = load_tokenizer(tokenizer_path)
-    _WORKER.update(tok=tok, roles=resolve_roles(tok, roles), vocab=load_vocabulary())
+    _WORKER.update(tok=tok, roles=resolve_roles(tok, roles))
 
 
 def _shard_table(data: DataConfig, split: str, start: int, stop: int) -> pa.Table:
-    vocab, tok, roles = _WORKER["vocab"], _WORKER["tok"], _WORKER["roles"]
-    examples = [make_example(data, split, i, vocab) for i in range(start, stop)]
+    tok, roles = _WORKER["tok"], _WORKER["roles"]
+    examples = [make_example(data, split, i) for i in range(start, stop)]
     enc = encode_batch(tok, roles, examples, data.mistakes.mask if split == "train" else "none")
     columns = {k: [e[k] for e in examples] for k in examples[0]} if examples else {}
     columns.update(enc)
@@ -158,7 +163,7 @@ def ensure_tokenizer(cfg: BuildConfig) -> Path:
     path = cfg.tokenizer_path
     if cfg.tokenizer.path is None and not (path / "tokenizer.json").exists():
         print(f"training the tokenizer ({cfg.tokenizer.train_problems} problems) -> {path}")
-        train_tokenizer(cfg.tokenizer, path)
+        train_tokenizer(cfg.tokenizer, cfg.data, path)
     return path
 
 

@@ -9,7 +9,6 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from igsm.dataset import DataConfig, make_example
-from igsm.vocab import load_vocabulary
 from pretrain.tokenizer import encode_batch, load_tokenizer, resolve_roles
 
 
@@ -49,12 +48,11 @@ class ExampleStream(IterableDataset):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         tok = load_tokenizer(self.tokenizer_path)
         roles = resolve_roles(tok, self.roles)
-        vocab = load_vocabulary()
         mask = self.data.mistakes.mask
         it = self.indices(worker, num_workers)
         while True:
             idx = [next(it) for _ in range(self.chunk)]
-            examples = [make_example(self.data, "train", i, vocab) for i in idx]
+            examples = [make_example(self.data, "train", i) for i in idx]
             enc = encode_batch(tok, roles, examples, mask)
             for k, i in enumerate(idx):
                 yield {

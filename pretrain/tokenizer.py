@@ -11,11 +11,13 @@ instead by name or path, with the roles given as token strings or ids in the con
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ SPECIAL_TOKENS: dict[str, str] = {
     "end": "<|endoftext|>",
 }
 ROLES = tuple(SPECIAL_TOKENS)
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS) + 32  # the byte alphabet, the special tokens, and room for a few merges
 SINGLE_TOKEN_WORDS = tuple(f" {w}" for w in (*T.NUMBERS, *T.SYMBOLS, T.BACK))  # each must be one token
 
 
@@ -49,12 +52,8 @@ class TokenizerConfig:
         missing = [r for r in ROLES if r not in self.roles]
         if missing:
             raise ValueError(f"tokenizer.roles lacks {missing}; it needs {list(ROLES)}")
-        if self.path is None and self.vocab_size < 512:
-            raise ValueError(f"tokenizer.vocab_size must be >= 512, got {self.vocab_size}")
-
-    @property
-    def cache_name(self) -> str:
-        return f"igsm-bpe{self.vocab_size}-n{self.train_problems}-s{self.seed}"
+        if self.path is None and self.vocab_size < MIN_VOCAB:
+            raise ValueError(f"tokenizer.vocab_size must be >= {MIN_VOCAB} (bytes + special tokens), got {self.vocab_size}")
 
 
 @dataclass(frozen=True)
@@ -67,21 +66,41 @@ class Roles:
     end: int
 
 
-def training_corpus(n: int, seed: int) -> Iterator[str]:
-    """iGSM text for training the tokenizer: med and hard problems, with each kind of mistake, so that " BACK"
-    and every name of the vocabulary are frequent."""
-    mixes = [
-        DataConfig(name="med", mistakes=MistakeConfig("retry", 0.3), seed=seed),
-        DataConfig(name="hard", max_op=21, max_edge=28, mistakes=MistakeConfig("retry_miss", 0.3), seed=seed),
-        DataConfig(name="med", mistakes=MistakeConfig("retry_weak", 0.3), seed=seed, p_format="qp"),
+def _corpus_mixes(data: DataConfig, seed: int) -> list[DataConfig]:
+    """The tokenizer's training text is drawn from the world it serves (the data's names and problem sizes), with
+    each kind of mistake and both formats, so that " BACK" and every name of the world are frequent."""
+    world = {k: getattr(data, k) for k in ("max_op", "max_edge", "hierarchies", "groups", "items")}
+    common = {**world, "name": "corpus", "seed": seed, "test_ops": [], "test_id": False, "reask_ops": []}
+    return [
+        DataConfig(**common, mistakes=MistakeConfig("retry", 0.3)),
+        DataConfig(**common, mistakes=MistakeConfig("retry_miss", 0.3)),
+        DataConfig(**common, mistakes=MistakeConfig("retry_weak", 0.3), p_format="qp"),
     ]
+
+
+def training_corpus(data: DataConfig, n: int, seed: int) -> Iterator[str]:
+    """n training texts of the tokenizer (`_corpus_mixes` in turn), after one text per SINGLE_TOKEN_WORDS word
+    repeating it n times, so that even a small vocabulary spends its first merges on them."""
+    for word in SINGLE_TOKEN_WORDS:
+        yield word * n
+    mixes = _corpus_mixes(data, seed)
     for i in range(n):
         ex = make_example(mixes[i % len(mixes)], "train", i)
         yield ex["prompt"] + " " + ex["solution"] + f" {ex['answer']}"
 
 
-def train_tokenizer(cfg: TokenizerConfig, out_dir: str | os.PathLike) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer on generated iGSM text and save it (atomically) with save_pretrained."""
+def cache_name(cfg: TokenizerConfig, data: DataConfig) -> str:
+    """The cache folder of the tokenizer `cfg` trained for `data`'s world: its settings, and a hash of its
+    corpus settings and of the world's vocabulary, so that another world never reuses it."""
+    mixes = [asdict(m) for m in _corpus_mixes(data, cfg.seed)]
+    vocab = data.gen_config("train").vocabulary().digest
+    key = hashlib.sha256(json.dumps([mixes, vocab], sort_keys=True).encode()).hexdigest()[:8]
+    return f"igsm-bpe{cfg.vocab_size}-n{cfg.train_problems}-s{cfg.seed}-{key}"
+
+
+def train_tokenizer(cfg: TokenizerConfig, data: DataConfig, out_dir: str | os.PathLike) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on `data`'s world (`training_corpus`) and save it (atomically) with
+    save_pretrained. Its vocabulary is at most `cfg.vocab_size`: a small world yields fewer merges."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -94,7 +113,7 @@ def train_tokenizer(cfg: TokenizerConfig, out_dir: str | os.PathLike) -> PreTrai
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(training_corpus(cfg.train_problems, cfg.seed), trainer, length=cfg.train_problems)
+    tok.train_from_iterator(training_corpus(data, cfg.train_problems, cfg.seed), trainer, length=cfg.train_problems + len(SINGLE_TOKEN_WORDS))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=SPECIAL_TOKENS["end"],

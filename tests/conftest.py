@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pretrain.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+from igsm.dataset import DataConfig
+from pretrain.tokenizer import TokenizerConfig, cache_name, load_tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
@@ -29,12 +30,13 @@ def reference() -> Callable[[str], list[dict]]:
 
 
 SMOKE_TOKENIZER = TokenizerConfig(vocab_size=1024, train_problems=1500)
+SMOKE_DATA = DataConfig(name="smoke", max_op=4, max_edge=6)  # the world of conf/data/smoke.yaml
 
 
 @pytest.fixture(scope="session")
 def smoke_tokenizer_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tok") / SMOKE_TOKENIZER.cache_name
-    train_tokenizer(SMOKE_TOKENIZER, path)
+    path = tmp_path_factory.mktemp("tok") / cache_name(SMOKE_TOKENIZER, SMOKE_DATA)
+    train_tokenizer(SMOKE_TOKENIZER, SMOKE_DATA, path)
     return path
 
 
@@ -49,7 +51,7 @@ def smoke_out_root(tmp_path_factory, smoke_tokenizer_dir):
     import shutil
 
     root = tmp_path_factory.mktemp("data")
-    shutil.copytree(smoke_tokenizer_dir, root / "tokenizers" / SMOKE_TOKENIZER.cache_name)
+    shutil.copytree(smoke_tokenizer_dir, root / "tokenizers" / smoke_tokenizer_dir.name)
     return root
 
 

@@ -84,7 +84,18 @@ def test_roles_by_id_and_bad_roles(smoke_tokenizer):
 
 def test_training_is_deterministic(tmp_path):
     cfg = TokenizerConfig(vocab_size=1024, train_problems=400)
-    a = train_tokenizer(cfg, tmp_path / "a")
-    b = train_tokenizer(cfg, tmp_path / "b")
+    a = train_tokenizer(cfg, DataConfig(), tmp_path / "a")
+    b = train_tokenizer(cfg, DataConfig(), tmp_path / "b")
     assert a.get_vocab() == b.get_vocab()
     assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+
+
+def test_a_small_world_gets_a_small_tokenizer(tmp_path):
+    """The tokenizer is trained on the world it serves: 24 names fit in 512 tokens with every number, symbol and
+    BACK still one token (train_tokenizer checks that), and names take a few tokens on average."""
+    world = DataConfig(max_op=4, max_edge=6, hierarchies=["city"], groups=1, items=6)
+    tok = train_tokenizer(TokenizerConfig(vocab_size=512, train_problems=600), world, tmp_path / "t")
+    assert len(tok) <= 512
+    names = world.gen_config("train").vocabulary().item_category
+    lengths = [len(tok(" " + n, add_special_tokens=False).input_ids) for n in names]
+    assert sum(lengths) / len(lengths) <= 3, lengths

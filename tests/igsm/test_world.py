@@ -1,0 +1,73 @@
+"""World-size knobs: a deterministic cut of the vocabulary, problems that use only its names, a verifier that reads
+them, clear errors for impossible worlds, and cache keys that follow the world."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from igsm.config import GenConfig
+from igsm.dataset import DataConfig
+from igsm.generator import generate
+from igsm.verifier import verify
+from igsm.vocab import load_vocabulary, world_vocabulary
+
+SMALL = GenConfig(max_op=4, max_edge=6, hierarchies=("city",), groups=1, items=6, split="all")
+
+
+def test_subset_is_the_first_names_of_the_named_hierarchies():
+    full, small = load_vocabulary(), SMALL.vocabulary()
+    assert small.hierarchies == (full.hierarchies[full.names.index("city")],)
+    assert small.size == 4 * 6
+    for cat, groups in small.groups.items():
+        assert groups == (full.groups[cat][0][:6],)
+    assert world_vocabulary(("city",), 1, 6) is small  # cached: one object per world
+    assert GenConfig().vocabulary() is full
+
+
+def test_small_world_problems_use_its_names_and_verify():
+    names = set(SMALL.vocabulary().item_category)
+    for i in range(40):
+        p = generate(SMALL, 3, i)
+        assert {x for layer in p.items for x in layer} <= names
+        assert set(p.layer_names) <= set(SMALL.vocabulary().hierarchies[0])
+        v = verify(p.problem_text, p.question_text, p.solution_text, p.answer)
+        assert v.correct and v.strict_correct, (i, v.errors)
+
+
+def test_world_is_part_of_the_stream():
+    assert generate(SMALL, 0, 0).to_record() == generate(SMALL, 0, 0).to_record()
+    assert generate(SMALL, 0, 0).to_record() != generate(SMALL.with_(items=8), 0, 0).to_record()
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"hierarchies": ("castle",)}, "castle"),
+        ({"hierarchies": ()}, "hierarchies"),
+        ({"groups": 0}, "groups=0"),
+        ({"groups": 99}, "groups=99"),
+        ({"items": 3}, "items=3"),
+        ({"items": 500}, "items=500"),
+    ],
+)
+def test_impossible_worlds_fail_naming_the_value(knobs, message):
+    with pytest.raises(ValueError, match=message):
+        GenConfig(**knobs)
+    with pytest.raises(ValueError, match=message):
+        DataConfig(**{k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()})
+
+
+def test_cache_keys_follow_the_world(monkeypatch):
+    from pretrain.data import BuildConfig
+
+    big = BuildConfig(data=DataConfig(name="w", max_op=4, max_edge=6))
+    small = BuildConfig(data=DataConfig(name="w", max_op=4, max_edge=6, hierarchies=["city"], groups=1, items=6))
+    assert big.path != small.path
+    assert big.tokenizer_path != small.tokenizer_path
+    # the same config over an edited vocabulary file must not reuse what was built from the old one
+    before = (small.path, small.tokenizer_path)
+    edited = dataclasses.replace(SMALL.vocabulary(), groups={**SMALL.vocabulary().groups, "Park": (("A", "B", "C", "D"),)})
+    monkeypatch.setattr("igsm.config.world_vocabulary", lambda *a: edited)
+    assert (small.path, small.tokenizer_path) != before

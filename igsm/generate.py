@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--n", type=int, default=1, help="number of problems")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--start", type=int, default=0, help="index of the first problem")
+    ap.add_argument("--max-op", type=int, help="override the preset's max_op")
+    ap.add_argument("--max-edge", type=int, help="override the preset's max_edge")
+    ap.add_argument("--hierarchies", nargs="+", help="world size: only these hierarchies (e.g. city)")
+    ap.add_argument("--groups", type=int, help="world size: sub-groups per category (first k)")
+    ap.add_argument("--items", type=int, help="world size: names per sub-group (first k, >= 4)")
     ap.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")
     ap.add_argument("--out", help="JSON-lines file to write (atomically); stdout if omitted")
     ap.add_argument("--pretty", action="store_true", help="print problems for reading instead of JSON")
@@ -96,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
             split=args.split,
             p_format=args.format,
             perm_level=args.perm_level,
+            hierarchies=tuple(args.hierarchies) if args.hierarchies else None,
+            groups=args.groups,
+            items=args.items,
+            **{k: v for k, v in (("max_op", args.max_op), ("max_edge", args.max_edge)) if v is not None},
         )
     except ValueError as e:
         sys.exit(f"error: {e}")

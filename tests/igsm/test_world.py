@@ -71,3 +71,15 @@ def test_cache_keys_follow_the_world(monkeypatch):
     edited = dataclasses.replace(SMALL.vocabulary(), groups={**SMALL.vocabulary().groups, "Park": (("A", "B", "C", "D"),)})
     monkeypatch.setattr("igsm.config.world_vocabulary", lambda *a: edited)
     assert (small.path, small.tokenizer_path) != before
+
+
+def test_cli_sizes_the_world(capsys):
+    import json
+
+    from igsm.generate import main
+
+    main(["--max-op", "4", "--max-edge", "6", "--hierarchies", "city", "--groups", "1", "--items", "6", "--n", "3"])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["problem"] for r in records] == [generate(SMALL.with_(split="train"), 0, i).problem_text for i in range(3)]
+    with pytest.raises(SystemExit, match="items=2"):
+        main(["--items", "2"])

@@ -56,7 +56,10 @@ class DataConfig:
     test_id           problems drawn as for training (op <= max_op): the papers' "op <= 15" column;
     test_op<K>        problems with exactly K operations, for each K in test_ops (K > max_op: out of distribution);
     test_reask<K>     problems of K operations whose question is then re-drawn among all their parameters
-                      (the papers' "reask" column; the op count changes), for each K in reask_ops.
+                      (the papers' "reask" column; the op count changes), for each K in reask_ops;
+    test_seen_op<K>   fresh problems with exactly K operations from the *train* template bins, for each K in
+                      seen_ops: templates training draws from (not a papers' column; in small worlds it tells
+                      "has not learned" from "has not generalised to unseen templates").
 
     hierarchies / groups / items size the world (`GenConfig`): a cut of the vocabulary every split draws from.
     """
@@ -71,6 +74,7 @@ class DataConfig:
     test_ops: list[int] = field(default_factory=lambda: [15, 20, 21, 22, 23])
     test_id: bool = True
     reask_ops: list[int] = field(default_factory=list)
+    seen_ops: list[int] = field(default_factory=list)
     test_size: int = 4096
     seed: int = 0
     hierarchies: list[str] | None = None
@@ -91,11 +95,14 @@ class DataConfig:
         """Split name -> number of examples."""
         tests = (["test_id"] if self.test_id else []) + [f"test_op{op}" for op in self.test_ops]
         tests += [f"test_reask{op}" for op in self.reask_ops]
+        tests += [f"test_seen_op{op}" for op in self.seen_ops]
         return {"train": self.train_size, **dict.fromkeys(tests, self.test_size)}
 
     @staticmethod
     def column(split: str) -> str:
-        """The papers' column name of a test split: "op<=15" (test_id needs max_op), "20", "reask20"."""
+        """The papers' column name of a test split: "op<=15" (test_id needs max_op), "20", "reask20" ("seen3")."""
+        if split.startswith("test_seen_op"):
+            return "seen" + split.removeprefix("test_seen_op")
         if split.startswith("test_op"):
             return split.removeprefix("test_op")
         return split.removeprefix("test_")
@@ -115,12 +122,16 @@ class DataConfig:
             return GenConfig(**common, split="train")
         if split == "test_id":
             return GenConfig(**common, split="test")
-        for prefix, key in (("test_op", "test_ops"), ("test_reask", "reask_ops")):
+        for prefix, key, bins in (
+            ("test_op", "test_ops", "test"),
+            ("test_reask", "reask_ops", "test"),
+            ("test_seen_op", "seen_ops", "train"),
+        ):
             if split.startswith(prefix) and split.removeprefix(prefix).isdigit():
                 op = int(split.removeprefix(prefix))
                 if op < 1:
                     raise ValueError(f"data.{key} must be >= 1, got {op}")
-                return GenConfig(**common, op_min=op, op_max=op, split="test")
+                return GenConfig(**common, op_min=op, op_max=op, split=bins)
         raise ValueError(f"unknown split {split!r}")
 
     def split_seed(self, split: str) -> int:

@@ -83,3 +83,15 @@ def test_cli_sizes_the_world(capsys):
     assert [r["problem"] for r in records] == [generate(SMALL.with_(split="train"), 0, i).problem_text for i in range(3)]
     with pytest.raises(SystemExit, match="items=2"):
         main(["--items", "2"])
+
+
+def test_seen_splits_draw_fresh_problems_from_the_train_bins():
+    data = DataConfig(max_op=4, max_edge=6, test_ops=[3], seen_ops=[3], hierarchies=["city"], groups=1, items=6)
+    assert "test_seen_op3" in data.splits() and DataConfig.column("test_seen_op3") == "seen3"
+    from igsm.dataset import make_example
+    from igsm.split import TRAIN_BINS
+
+    seen = [make_example(data, "test_seen_op3", i) for i in range(20)]
+    assert all(e["op"] == 3 and e["hash_bin"] in TRAIN_BINS for e in seen)
+    train = {make_example(data, "train", i)["prompt"] for i in range(200)}
+    assert not train & {e["prompt"] for e in seen}

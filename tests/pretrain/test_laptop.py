@@ -1,8 +1,12 @@
-"""The laptop world: its sweep's variants compose into distinct runs with the same budget."""
+"""The laptop world: its sweep's variants compose into distinct runs with the same budget, and a fixed-seed laptop
+model learns (the slow test that keeps learning from silently breaking)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from pretrain.config import to_dataclass
 from pretrain.train import RunConfig
@@ -20,3 +24,26 @@ def test_retry_sweep_variants_are_distinct_runs_with_one_budget(composer):
     assert len({r.run_name for r in runs}) == len(runs)
     assert len({r.data.mistakes.tag for r in runs}) == len(runs)
     assert len({(r.train.total_steps, r.train.batch_size, r.train.context) for r in runs}) == 1
+
+
+@pytest.mark.slow
+def test_laptop_check_learns_to_retrieve(composer, tmp_path):
+    """Learning must never silently break: `+experiment=laptop_check` (fixed seed, 400 steps, ~2 min on 2 cores) goes
+    through the retrieval phase change (loss from ~0.8 to ~0.36; measured 39% on seen op-1 problems, 0% on the op-1
+    template training never sees) and keeps a floor well above chance (1/23)."""
+    from omegaconf import OmegaConf
+
+    from pretrain.decode import DecodeConfig
+    from pretrain.evaluate import EvalConfig, evaluate_model, load_checkpoint
+    from pretrain.train import train
+
+    cfg = composer("pretrain", ["+experiment=laptop_check", f"out_root={tmp_path / 'data'}"])
+    run = to_dataclass(RunConfig, cfg)
+    final = train(run, tmp_path / "run", OmegaConf.to_yaml(cfg, resolve=True))
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert losses[-1] < 0.5, losses  # the phase change happened
+    model, tok, _ = load_checkpoint(final["checkpoint"])
+    ev = EvalConfig(splits=["test_seen_op1"], n=64, decode=DecodeConfig(max_length=512))
+    summary, _ = evaluate_model(model, tok, run.data, ev, progress=False)
+    assert summary["test_seen_op1"]["accuracy"] >= 0.2, summary["test_seen_op1"]

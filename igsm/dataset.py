@@ -6,8 +6,7 @@ Tokens are not igsm's business: `pretrain.data` turns these records into token i
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from igsm.config import GenConfig
@@ -118,9 +117,6 @@ class DataConfig:
     def split_seed(self, split: str) -> int:
         """Each split draws from its own stream of the master seed."""
         return int.from_bytes(hashlib.sha256(f"{self.seed}/{split}".encode()).digest()[:8], "big")
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
 
 def make_example(cfg: DataConfig, split: str, index: int, vocab: Vocabulary | None = None) -> dict[str, Any]:

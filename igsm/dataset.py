@@ -50,12 +50,23 @@ class MistakeConfig:
 
 @dataclass
 class DataConfig:
-    """A dataset: a training split (with mistakes) and clean test splits, test template bins only (Part 2.1 §2.4):
+    """A dataset: a training split (with mistakes, train template bins) and clean test splits (Part 2.1 §2.4):
 
-    test_id           problems drawn as for training (op <= max_op): the papers' "op <= 15" column;
-    test_op<K>        problems with exactly K operations, for each K in test_ops (K > max_op: out of distribution);
-    test_reask<K>     problems of K operations whose question is then re-drawn among all their parameters
-                      (the papers' "reask" column; the op count changes), for each K in reask_ops.
+    test_id           problems drawn as for training (op <= max_op), test template bins: the papers' "op <= 15" column;
+    test_op<K>        problems with exactly K operations, test template bins, for each K in test_ops (K > max_op: out
+                      of distribution);
+    test_reask<K>     test-bin problems of K operations whose question is then re-drawn among all their parameters
+                      (the papers' "reask" column; the op count changes), for each K in reask_ops. As in the official
+                      code, only the problem before the re-ask is drawn from the test bins: the re-asked solution has a
+                      new template, often a train-bin one (most of med's reask20); the built dataset records the share
+                      per split (`train_bin_share` in igsm-lab.json).
+
+    Small worlds: the split is by solution template, and low ops have only a few templates, so test_id of a tiny
+    world measures something other than the papers' column. In the smoke world (op <= 4, max_edge 6) op 1 has one
+    template per half (training: " Define Inst as a. so a = 0.", test: " Define Inter as a. so a = 0."), op 2 has 5
+    training and 2 test templates, and 44% / 32% of test_id is op 1 / op 2 (3,000 training and 600 test_id problems
+    measured): test_id is mostly three templates that training never shows. Larger worlds draw most test_id problems
+    at higher ops, where templates are many (smoke's op 4 already: 97 templates in 182 training problems).
     """
 
     name: str = "med"

@@ -28,10 +28,11 @@ from tqdm import tqdm
 
 from igsm.dataset import DataConfig, make_example
 from igsm.generator import GenerationError, generate
+from igsm.split import TRAIN_BINS
 from igsm.vocab import load_vocabulary
 from pretrain.tokenizer import TokenizerConfig, encode_batch, load_tokenizer, resolve_roles, train_tokenizer
 
-FORMAT_VERSION = 2  # bump when the examples or their encoding change, so that cached datasets are rebuilt
+FORMAT_VERSION = 3  # bump when the examples or their encoding change, so that cached datasets are rebuilt
 MARKER = "igsm-lab.json"
 TOKENIZER_DIR = "tokenizer"
 
@@ -77,6 +78,7 @@ class BuildResult:
     path: Path
     examples: dict[str, int]
     tokens: dict[str, int]
+    train_bin_share: dict[str, float | None]  # per split: the share of examples with a train-bin template
     cached: bool  # True if the dataset already existed and nothing was done
 
 
@@ -174,7 +176,7 @@ def build_dataset(cfg: BuildConfig, progress: bool = True) -> BuildResult:
             raise FileExistsError(
                 f"{out} holds a dataset built from another config; choose another out_dir or remove it"
             )
-        return BuildResult(out, marker["examples"], marker["tokens"], cached=True)
+        return BuildResult(out, marker["examples"], marker["tokens"], marker["train_bin_share"], cached=True)
     check_producible(cfg.data)
     tok_path = ensure_tokenizer(cfg)
     _init_worker(str(tok_path), cfg.tokenizer.roles)  # fail here, not in a worker, if the roles are wrong
@@ -209,16 +211,29 @@ def build_dataset(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     return _assemble(cfg, out, partial, shard_files, tok_path, fingerprint)
 
 
+def train_bin_share(hash_bins: pa.ChunkedArray) -> float | None:
+    """The share of examples whose solution template is in a train bin (None for an empty split). 0 for test_id and
+    test_op<K>; test_reask<K> re-asks test-bin problems and, like the official code, does not re-check the new
+    template, so a large share of it is train-bin templates (most of med's reask20)."""
+    if len(hash_bins) == 0:
+        return None
+    in_train = pc.is_in(hash_bins, value_set=pa.array(sorted(TRAIN_BINS), pa.int32()))
+    return pc.sum(in_train.cast(pa.int64())).as_py() / len(hash_bins)
+
+
 def _assemble(cfg, out: Path, partial: Path, shard_files, tok_path: Path, fingerprint: str) -> BuildResult:
     import datasets
 
-    splits, examples, tokens = {}, {}, {}
+    splits, examples, tokens, shares = {}, {}, {}, {}
     for split, files in shard_files.items():
         tables = [pa.ipc.open_file(pa.memory_map(str(f))).read_all() for f in files]
         table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-        splits[split] = datasets.Dataset(table, split=datasets.NamedSplit(split))
         examples[split] = table.num_rows
         tokens[split] = int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
+        shares[split] = train_bin_share(table.column("hash_bin"))
+        share = "-" if shares[split] is None else f"{shares[split]:.1%}"
+        info = datasets.DatasetInfo(description=f"igsm-lab {cfg.data.name} {split}: {share} train-bin templates")
+        splits[split] = datasets.Dataset(table, info=info, split=datasets.NamedSplit(split))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     tmp.chmod(0o755)
     try:
@@ -231,13 +246,14 @@ def _assemble(cfg, out: Path, partial: Path, shard_files, tok_path: Path, finger
             "config": {"data": asdict(cfg.data), "tokenizer": asdict(cfg.tokenizer)},
             "examples": examples,
             "tokens": tokens,
+            "train_bin_share": shares,
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(partial, ignore_errors=True)
-    return BuildResult(out, examples, tokens, cached=False)
+    return BuildResult(out, examples, tokens, shares, cached=False)
 
 
 def load_dataset_dir(path: str | os.PathLike):

@@ -67,6 +67,13 @@ class DataConfig:
     training and 2 test templates, and 44% / 32% of test_id is op 1 / op 2 (3,000 training and 600 test_id problems
     measured): test_id is mostly three templates that training never shows. Larger worlds draw most test_id problems
     at higher ops, where templates are many (smoke's op 4 already: 97 templates in 182 training problems).
+
+    The defaults are iGSM-med (Part 2.1): max_op 15 (largest op of training problems, drawn by op_dist: light = the
+    min of two uniform draws, the papers; uniform = one draw), max_edge 20 (most instance parameters, i.e. statement
+    sentences), p_format pq (statement then question; qp: question first), perm_level 5 (statement order: 5 full
+    shuffle, the papers; 0-4 local shuffles; 6 none), train_size examples saved (the papers stream fresh ones
+    instead: train.source=stream), test_size examples per test split (the papers' cell size 4,096), test_ops
+    [15, 20, 21, 22, 23] and reask_ops [20] (the papers' med columns). mistakes: see MistakeConfig.
     """
 
     name: str = "med"
@@ -78,7 +85,7 @@ class DataConfig:
     train_size: int = 100_000
     test_ops: list[int] = field(default_factory=lambda: [15, 20, 21, 22, 23])
     test_id: bool = True
-    reask_ops: list[int] = field(default_factory=list)
+    reask_ops: list[int] = field(default_factory=lambda: [20])
     test_size: int = 4096
     seed: int = 0
     mistakes: MistakeConfig = field(default_factory=MistakeConfig)

@@ -30,6 +30,7 @@ from igsm.dataset import DataConfig, make_example
 from igsm.generator import GenerationError, generate
 from igsm.split import TRAIN_BINS
 from igsm.vocab import load_vocabulary
+from pretrain.config import store_schema
 from pretrain.tokenizer import TokenizerConfig, encode_batch, load_tokenizer, resolve_roles, train_tokenizer
 
 FORMAT_VERSION = 3  # bump when the examples or their encoding change, so that cached datasets are rebuilt
@@ -39,12 +40,14 @@ TOKENIZER_DIR = "tokenizer"
 
 @dataclass
 class BuildConfig:
+    """`python -m pretrain.make_data` (conf/make_data.yaml): which dataset to build, and where."""
+
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    out_root: str = "data"
+    out_root: str = "data"  # relative to where you run the command
     out_dir: str | None = None  # default: <out_root>/<name>_<mistakes>_s<seed>_<fingerprint[:8]>
-    num_proc: int = 2
-    shard_size: int = 5000
+    num_proc: int = 2  # worker processes; the output does not depend on it
+    shard_size: int = 5000  # examples per shard (the unit of resuming)
 
     def __post_init__(self) -> None:
         if self.num_proc < 1:
@@ -71,6 +74,9 @@ class BuildConfig:
         if self.tokenizer.path:
             return Path(self.tokenizer.path)
         return Path(self.out_root) / "tokenizers" / self.tokenizer.cache_name
+
+
+store_schema("make_data", BuildConfig)
 
 
 @dataclass

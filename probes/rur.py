@@ -47,7 +47,7 @@ def main() -> None:
         report(
             cfg.checkpoint,
             ev,
-            data_cfg,
+            data,
             summary,
             records,
             detector=str(cfg.detector),

@@ -27,7 +27,11 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.0)
     args = ap.parse_args()
     data = DataConfig(
-        **PRESETS[args.preset], train_size=args.train_size, test_ops=[], mistakes=MistakeConfig(args.kind, args.rate)
+        **PRESETS[args.preset],
+        train_size=args.train_size,
+        test_ops=[],
+        reask_ops=[],
+        mistakes=MistakeConfig(args.kind, args.rate),
     )
     tok = TokenizerConfig()
     ensure_tokenizer(BuildConfig(data=data, tokenizer=tok))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from igsm.split import SPLITS
@@ -84,9 +84,6 @@ class GenConfig:
         if self.op_dist == "uniform":
             return a
         return min(a, rng.randint(lo, hi))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def with_(self, **changes: Any) -> GenConfig:
         return replace(self, **changes)

@@ -6,8 +6,7 @@ Tokens are not igsm's business: `pretrain.data` turns these records into token i
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from igsm.config import GenConfig
@@ -51,17 +50,35 @@ class MistakeConfig:
 
 @dataclass
 class DataConfig:
-    """A dataset: a training split (with mistakes) and clean test splits, test template bins only (Part 2.1 §2.4):
+    """A dataset: a training split (with mistakes, train template bins) and clean test splits (Part 2.1 §2.4):
 
-    test_id           problems drawn as for training (op <= max_op): the papers' "op <= 15" column;
-    test_op<K>        problems with exactly K operations, for each K in test_ops (K > max_op: out of distribution);
-    test_reask<K>     problems of K operations whose question is then re-drawn among all their parameters
-                      (the papers' "reask" column; the op count changes), for each K in reask_ops;
+    test_id           problems drawn as for training (op <= max_op), test template bins: the papers' "op <= 15" column;
+    test_op<K>        problems with exactly K operations, test template bins, for each K in test_ops (K > max_op: out
+                      of distribution);
+    test_reask<K>     test-bin problems of K operations whose question is then re-drawn among all their parameters
+                      (the papers' "reask" column; the op count changes), for each K in reask_ops. As in the official
+                      code, only the problem before the re-ask is drawn from the test bins: the re-asked solution has a
+                      new template, often a train-bin one (most of med's reask20); the built dataset records the share
+                      per split (`train_bin_share` in igsm-lab.json);
     test_seen_op<K>   fresh problems with exactly K operations from the *train* template bins, for each K in
                       seen_ops: templates training draws from (not a papers' column; in small worlds it tells
                       "has not learned" from "has not generalised to unseen templates").
 
-    hierarchies / groups / items size the world (`GenConfig`): a cut of the vocabulary every split draws from.
+    Small worlds: the split is by solution template, and low ops have only a few templates, so test_id of a tiny
+    world measures something other than the papers' column. In the smoke world (op <= 4, max_edge 6) op 1 has one
+    template per half (training: " Define Inst as a. so a = 0.", test: " Define Inter as a. so a = 0."), op 2 has 5
+    training and 2 test templates, and 44% / 32% of test_id is op 1 / op 2 (3,000 training and 600 test_id problems
+    measured): test_id is mostly three templates that training never shows. Larger worlds draw most test_id problems
+    at higher ops, where templates are many (smoke's op 4 already: 97 templates in 182 training problems).
+
+    The defaults are iGSM-med (Part 2.1): max_op 15 (largest op of training problems, drawn by op_dist: light = the
+    min of two uniform draws, the papers; uniform = one draw), max_edge 20 (most instance parameters, i.e. statement
+    sentences), p_format pq (statement then question; qp: question first), perm_level 5 (statement order: 5 full
+    shuffle, the papers; 0-4 local shuffles; 6 none), train_size examples saved (the papers stream fresh ones
+    instead: train.source=stream), test_size examples per test split (the papers' cell size 4,096), test_ops
+    [15, 20, 21, 22, 23] and reask_ops [20] (the papers' med columns). mistakes: see MistakeConfig.
+    hierarchies / groups / items size the world (`GenConfig`): a cut of the vocabulary every split draws from
+    (None: the whole vocabulary file).
     """
 
     name: str = "med"
@@ -73,7 +90,7 @@ class DataConfig:
     train_size: int = 100_000
     test_ops: list[int] = field(default_factory=lambda: [15, 20, 21, 22, 23])
     test_id: bool = True
-    reask_ops: list[int] = field(default_factory=list)
+    reask_ops: list[int] = field(default_factory=lambda: [20])
     seen_ops: list[int] = field(default_factory=list)
     test_size: int = 4096
     seed: int = 0
@@ -137,9 +154,6 @@ class DataConfig:
     def split_seed(self, split: str) -> int:
         """Each split draws from its own stream of the master seed."""
         return int.from_bytes(hashlib.sha256(f"{self.seed}/{split}".encode()).digest()[:8], "big")
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
 
 def make_example(cfg: DataConfig, split: str, index: int, vocab: Vocabulary | None = None) -> dict[str, Any]:

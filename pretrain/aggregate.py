@@ -5,7 +5,9 @@
 
 Rows are data variants (preset and mistakes, plus the model when a sweep varies it), columns the test splits
 (op <= max, each op, reask), cells the accuracy (%). Several seeds or decodings of one variant are reduced with max
-(the papers report the best of 2 seeds x 2 decodings) or mean. Where the papers report the same setting (`pretrain/published.json`), their number is shown
+(the papers report the best of 2 seeds x 2 decodings) or mean. Retry-upon-regret evaluations (`rur_<detector>`, from
+`probes.rur`) are another method, not a decoding of the papers' best-of: each is a row of its own, never mixed into the
+decodings' max. Where the papers report the same setting (`pretrain/published.json`), their number is shown
 beside ours. Writes summary.md, summary.json and summary.png into the sweep folder; safe to re-run at any time.
 """
 
@@ -44,14 +46,27 @@ def run_results(run: Path, evals: list[str] | None) -> list[dict]:
     ]
 
 
+RUR_PREFIX = "rur_"  # evaluations by probes.rur are named rur_<detector>
+
+
+def method(decoding: str) -> str | None:
+    """The row family of an evaluation: None for the papers' decodings (reduced together), else its own name."""
+    return decoding if decoding.startswith(RUR_PREFIX) else None
+
+
 def variant(config) -> dict:
     m = config.data.mistakes
     tag = MistakeConfig(m.kind, m.rate, m.include_current, m.mask).tag
     return {"setting": config.data.name, "data": tag, "model": config.model.name, "seed": config.train.seed}
 
 
-def paper_value(entries: list[dict], setting: str, tag: str, column: str, decoding: str | None) -> float | None:
+def paper_value(
+    entries: list[dict], setting: str, tag: str, column: str, decoding: str | None, exact: bool = False
+) -> float | None:
+    """The papers' number for a cell, preferring the same decoding (`exact`: only the same decoding)."""
     for e in sorted(entries, key=lambda e: e["decoding"] != decoding):  # prefer the same decoding
+        if exact and e["decoding"] != decoding:
+            continue
         if e["setting"] == setting and e["data"] == tag and column in e["accuracy"]:
             return e["accuracy"][column]
     return None
@@ -69,15 +84,17 @@ def column_order(column: str) -> tuple:
 def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max") -> dict:
     """The table as data: rows, columns, our accuracies and the papers' where known."""
     cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    models, decodings = set(), set()
+    models, decodings, others = set(), set(), set()
     for run in find_runs(sweep):
         v = variant(OmegaConf.load(run / "config.yaml"))
         models.add(v["model"])
         for res in run_results(run, evals):
-            decodings.add(res["eval"]["name"])
+            name = res["eval"]["name"]
+            (others if method(name) else decodings).add(name)
             for split in res["splits"].values():
                 if split["n"]:
-                    cells[(v["setting"], v["data"], v["model"])][split["column"]].append(100 * split["accuracy"])
+                    key = (v["setting"], v["data"], v["model"], method(name) or "")
+                    cells[key][split["column"]].append(100 * split["accuracy"])
     if not cells:
         raise FileNotFoundError(f"no evaluated runs under {sweep} (run `python -m pretrain.evaluate` on each first)")
     pick = max if reduce == "max" else (lambda xs: sum(xs) / len(xs))
@@ -85,19 +102,29 @@ def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max") 
     entries = published()
     decoding = next(iter(decodings)) if len(decodings) == 1 else None
     rows = []
-    for (setting, tag, model), by_column in sorted(cells.items()):
+    for (setting, tag, model, other), by_column in sorted(cells.items()):
         rows.append(
             {
-                "label": f"{setting} {tag}" + (f" {model}" if len(models) > 1 else ""),
+                "label": f"{setting} {tag}" + (f" {model}" if len(models) > 1 else "") + (f" {other}" if other else ""),
                 "setting": setting,
                 "data": tag,
                 "model": model,
+                "method": other or None,
                 "ours": {c: round(pick(v), 1) for c, v in by_column.items()},
                 "runs": {c: len(v) for c, v in by_column.items()},
-                "paper": {c: paper_value(entries, setting, tag, c, decoding) for c in by_column},
+                "paper": {
+                    c: paper_value(entries, setting, tag, c, other or decoding, exact=bool(other)) for c in by_column
+                },
             }
         )
-    return {"sweep": str(sweep), "reduce": reduce, "decodings": sorted(decodings), "columns": columns, "rows": rows}
+    return {
+        "sweep": str(sweep),
+        "reduce": reduce,
+        "decodings": sorted(decodings),
+        "methods": sorted(others),
+        "columns": columns,
+        "rows": rows,
+    }
 
 
 def markdown(table: dict) -> str:
@@ -105,8 +132,13 @@ def markdown(table: dict) -> str:
     lines = [
         f"# {table['sweep']}",
         "",
-        f"Accuracy (%), {table['reduce']} over seeds and decodings ({', '.join(table['decodings'])}); "
-        "the papers' number in parentheses where they report the same setting.",
+        f"Accuracy (%), {table['reduce']} over seeds and decodings ({', '.join(table['decodings']) or 'none'}); "
+        + (
+            f"retry upon regret ({', '.join(table['methods'])}) in rows of its own, over seeds only; "
+            if table["methods"]
+            else ""
+        )
+        + "the papers' number in parentheses where they report the same setting.",
         "",
         f"| data | {' | '.join(f'op={c}' if c.isdigit() else c for c in columns)} |",
         "|---|" + "---:|" * len(columns),

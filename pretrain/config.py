@@ -1,9 +1,15 @@
-"""Hydra configs -> validated dataclasses: unknown keys, wrong types and bad values stop with the key's name."""
+"""Hydra configs -> validated dataclasses: unknown keys, wrong types and bad values stop with the key's name.
+
+The dataclasses are the schema of the configs and the one home of every default (each field documented there): each
+command module stores its schema in Hydra's ConfigStore as `<command>_schema`, which its conf/<command>.yaml lists
+first, so the yaml files hold only what differs from a default (tests/pretrain/test_config.py keeps them so).
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -21,12 +27,31 @@ def to_dataclass(schema: type[T], cfg: DictConfig) -> T:
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# The module that defines (and stores) the schema of each command's config, conf/<command>.yaml.
+COMMANDS = {
+    "pretrain": "pretrain.train",
+    "make_data": "pretrain.data",
+    "evaluate": "pretrain.evaluate",
+    "rur": "pretrain.evaluate",
+    "probe": "probes.probe",
+}
+
+
+def store_schema(command: str, node: Any) -> None:
+    """Store `node` (a dataclass, or a dict of them per config group) as `<command>_schema` in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=f"{command}_schema", node=node)
 
 
 def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
     """A shipped config (conf/<config_name>.yaml) composed with command-line style overrides."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+
+    if config_name not in COMMANDS:
+        raise ValueError(f"unknown command config {config_name!r}; choose one of {sorted(COMMANDS)}")
+    importlib.import_module(COMMANDS[config_name])  # stores the command's schema
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides or [])

@@ -28,21 +28,25 @@ from tqdm import tqdm
 
 from igsm.dataset import DataConfig, make_example
 from igsm.generator import GenerationError, generate
+from igsm.split import TRAIN_BINS
+from pretrain.config import store_schema
 from pretrain.tokenizer import TokenizerConfig, cache_name, encode_batch, load_tokenizer, resolve_roles, train_tokenizer
 
-FORMAT_VERSION = 2  # bump when the examples or their encoding change, so that cached datasets are rebuilt
+FORMAT_VERSION = 3  # bump when the examples or their encoding change, so that cached datasets are rebuilt
 MARKER = "igsm-lab.json"
 TOKENIZER_DIR = "tokenizer"
 
 
 @dataclass
 class BuildConfig:
+    """`python -m pretrain.make_data` (conf/make_data.yaml): which dataset to build, and where."""
+
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    out_root: str = "data"
+    out_root: str = "data"  # relative to where you run the command
     out_dir: str | None = None  # default: <out_root>/<name>_<mistakes>_s<seed>_<fingerprint[:8]>
-    num_proc: int = 2
-    shard_size: int = 5000
+    num_proc: int = 2  # worker processes; the output does not depend on it
+    shard_size: int = 5000  # examples per shard (the unit of resuming)
 
     def __post_init__(self) -> None:
         if self.num_proc < 1:
@@ -77,11 +81,15 @@ class BuildConfig:
         return Path(self.out_root) / "tokenizers" / cache_name(self.tokenizer, self.data)
 
 
+store_schema("make_data", BuildConfig)
+
+
 @dataclass
 class BuildResult:
     path: Path
     examples: dict[str, int]
     tokens: dict[str, int]
+    train_bin_share: dict[str, float | None]  # per split: the share of examples with a train-bin template
     cached: bool  # True if the dataset already existed and nothing was done
 
 
@@ -179,7 +187,7 @@ def build_dataset(cfg: BuildConfig, progress: bool = True) -> BuildResult:
             raise FileExistsError(
                 f"{out} holds a dataset built from another config; choose another out_dir or remove it"
             )
-        return BuildResult(out, marker["examples"], marker["tokens"], cached=True)
+        return BuildResult(out, marker["examples"], marker["tokens"], marker["train_bin_share"], cached=True)
     check_producible(cfg.data)
     tok_path = ensure_tokenizer(cfg)
     _init_worker(str(tok_path), cfg.tokenizer.roles)  # fail here, not in a worker, if the roles are wrong
@@ -214,16 +222,29 @@ def build_dataset(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     return _assemble(cfg, out, partial, shard_files, tok_path, fingerprint)
 
 
+def train_bin_share(hash_bins: pa.ChunkedArray) -> float | None:
+    """The share of examples whose solution template is in a train bin (None for an empty split). 0 for test_id and
+    test_op<K>; test_reask<K> re-asks test-bin problems and, like the official code, does not re-check the new
+    template, so a large share of it is train-bin templates (most of med's reask20)."""
+    if len(hash_bins) == 0:
+        return None
+    in_train = pc.is_in(hash_bins, value_set=pa.array(sorted(TRAIN_BINS), pa.int32()))
+    return pc.sum(in_train.cast(pa.int64())).as_py() / len(hash_bins)
+
+
 def _assemble(cfg, out: Path, partial: Path, shard_files, tok_path: Path, fingerprint: str) -> BuildResult:
     import datasets
 
-    splits, examples, tokens = {}, {}, {}
+    splits, examples, tokens, shares = {}, {}, {}, {}
     for split, files in shard_files.items():
         tables = [pa.ipc.open_file(pa.memory_map(str(f))).read_all() for f in files]
         table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-        splits[split] = datasets.Dataset(table, split=datasets.NamedSplit(split))
         examples[split] = table.num_rows
         tokens[split] = int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
+        shares[split] = train_bin_share(table.column("hash_bin"))
+        share = "-" if shares[split] is None else f"{shares[split]:.1%}"
+        info = datasets.DatasetInfo(description=f"igsm-lab {cfg.data.name} {split}: {share} train-bin templates")
+        splits[split] = datasets.Dataset(table, info=info, split=datasets.NamedSplit(split))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     tmp.chmod(0o755)
     try:
@@ -236,13 +257,14 @@ def _assemble(cfg, out: Path, partial: Path, shard_files, tok_path: Path, finger
             "config": {"data": asdict(cfg.data), "tokenizer": asdict(cfg.tokenizer)},
             "examples": examples,
             "tokens": tokens,
+            "train_bin_share": shares,
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(partial, ignore_errors=True)
-    return BuildResult(out, examples, tokens, cached=False)
+    return BuildResult(out, examples, tokens, shares, cached=False)
 
 
 def load_dataset_dir(path: str | os.PathLike):

@@ -26,8 +26,8 @@ class DecodeConfig:
     do_sample: bool = False  # beam mode: the papers' "beam 4 with sampling" (beam-search multinomial sampling)
     temperature: float = 1.0
     top_p: float = 1.0
-    batch_size: int = 64
-    max_length: int = 2048  # prompt + generated tokens
+    batch_size: int = 128  # prompts decoded together (beam search: prompts, each with its beams)
+    max_length: int = 2048  # prompt + generated tokens (the papers' evaluation context)
     max_new_tokens: int | None = None  # also cap the generated tokens (benchmarks)
     max_retries: int = 10  # retry upon regret: regenerations per solution
     seed: int = 0

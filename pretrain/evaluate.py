@@ -25,15 +25,18 @@ from tqdm import tqdm
 from igsm.dataset import DataConfig, make_example
 from igsm.io import atomic_open, write_jsonl
 from igsm.verifier import verify
+from pretrain.config import store_schema
 from pretrain.decode import DecodeConfig, Triggers, generate, split_generation
 from pretrain.tokenizer import SPECIAL_TOKENS, prompt_ids, resolve_roles
 
 
 @dataclass
 class EvalConfig:
-    name: str = "greedy"
+    """An evaluation (conf/eval/); the defaults are greedy decoding (the papers' "beam1, no sample")."""
+
+    name: str = "greedy"  # also the output folder: <run>/eval/<checkpoint>/<name>
     splits: list[str] | None = None  # default: every test split of the data config
-    n: int | None = None  # problems per split (default: all of data.test_size)
+    n: int | None = None  # problems per split (default: all of data.test_size; the papers use 4,096)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU | fp32 | bf16
@@ -45,6 +48,9 @@ class EvalConfig:
             raise ValueError(f"eval.n must be >= 1, got {self.n}")
         if self.dtype not in ("auto", "fp32", "bf16"):
             raise ValueError(f"eval.dtype must be auto, fp32 or bf16, got {self.dtype!r}")
+
+
+store_schema("evaluate", {"eval": EvalConfig})  # conf/evaluate.yaml and conf/rur.yaml
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -242,17 +248,15 @@ def checkpoint_data(data_override, run_config, checkpoint):
     return data_cfg
 
 
-def report(checkpoint: str, ev: EvalConfig, data_cfg, summary: dict, records: list[dict], **extra) -> Path:
+def report(checkpoint: str, ev: EvalConfig, data: DataConfig, summary: dict, records: list[dict], **extra) -> Path:
     """Write and print the evaluation of `checkpoint` under its run (or ev.out_dir); returns the folder."""
-    from omegaconf import OmegaConf
-
     out = Path(ev.out_dir) if ev.out_dir else default_out_dir(Path(checkpoint), ev.name)
     title = f"{Path(checkpoint).parent.parent.name or checkpoint} / {ev.name}"
     meta = {
         "title": title,
         "checkpoint": str(checkpoint),
         "eval": asdict(ev),
-        "data": OmegaConf.to_container(data_cfg, resolve=True),
+        "data": asdict(data),
         **extra,
     }
     write_report(out, summary, records, meta)
@@ -273,11 +277,12 @@ def main() -> None:
             ev = to_dataclass(EvalConfig, cfg.eval)
             model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
             data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
-            summary, records = evaluate_model(model, tokenizer, to_dataclass(DataConfig, data_cfg), ev)
+            data = to_dataclass(DataConfig, data_cfg)
+            summary, records = evaluate_model(model, tokenizer, data, ev)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             sys.exit(f"error: {e}")
         run_info = OmegaConf.to_container(run_config, resolve=True) if run_config is not None else None
-        report(cfg.checkpoint, ev, data_cfg, summary, records, run=run_info)
+        report(cfg.checkpoint, ev, data, summary, records, run=run_info)
 
     run()
 

@@ -34,7 +34,9 @@ def main(cfg: DictConfig) -> None:
     else:
         print(f"wrote {result.path} in {time.perf_counter() - t0:.0f} s")
     for split, count in result.examples.items():
-        print(f"  {split:12s} {count:>9,d} problems {result.tokens[split]:>12,d} tokens")
+        share = result.train_bin_share[split]
+        bins = "" if share is None else f"  {share:6.1%} train-bin templates"
+        print(f"  {split:12s} {count:>9,d} problems {result.tokens[split]:>12,d} tokens{bins}")
     print(f"  {'total':12s} {n:>9,d} problems {tokens:>12,d} tokens")
 
 

@@ -16,6 +16,10 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 @dataclass
 class ModelConfig:
+    """GPT-2 with rotary positions and no dropout (conf/model/). The defaults are GPT2-12-12, the papers' main model
+    ("GPT2-small", hidden 768); the papers' depth/width grid GPT2-<n_layer>-<n_head> (Part 2.1 App. F) keeps
+    head_dim 64, so hidden = 64 n_head."""
+
     name: str = "gpt2-12-12"
     n_layer: int = 12
     n_head: int = 12

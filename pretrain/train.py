@@ -27,9 +27,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from omegaconf import MISSING
 
 from igsm.dataset import DataConfig
 from pretrain.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state, unwrap
+from pretrain.config import store_schema
 from pretrain.data import BuildConfig, build_dataset, ensure_tokenizer, load_dataset_dir
 from pretrain.loader import ExampleStream, Packer, dataset_examples
 from pretrain.model import ModelConfig, build_model, check_vocab, flops_per_token, n_params, peak_flops
@@ -38,6 +40,10 @@ from pretrain.tokenizer import TokenizerConfig, load_tokenizer
 
 @dataclass
 class TrainConfig:
+    """Optimisation and the loop (conf/train/). The defaults are the papers' iGSM-med run (Part 2.1 App. F.1):
+    batch 512 x context 768, peak lr 0.002, 1,000 warmup steps then cosine to 0.01x, weight decay 0.05, AdamW
+    (0.9, 0.98), fresh problems throughout; a preset gives the number of steps (med: 100,000, 39.3B tokens)."""
+
     seed: int = 0
     steps: int | None = None  # optimizer steps; or give `tokens`
     tokens: int | None = None  # token budget: steps = tokens / (batch_size * context), equal for every data variant
@@ -51,17 +57,19 @@ class TrainConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     grad_clip: float = 1.0
     source: str = "stream"  # stream: fresh problems (papers); dataset: the saved training split, reshuffled
-    num_workers: int = 4  # DataLoader workers generating the stream
+    # stream generators per rank: each makes about 600 med problems/s (benchmarks/results/data-cpu.txt) and one med
+    # step of 512 x 768 tokens holds about 1,300 problems, so a GPU step of about a second needs several
+    num_workers: int = 12
     loss_on: str = "all"  # all (papers) | solution (the prompt gets no loss)
     doc_mask: bool = False  # no attention across the examples of a window
     precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU | bf16 | fp32
     compile: bool | None = None  # torch.compile; None: on GPU only
     device: str = "auto"  # auto | cpu | cuda
-    log_every: int = 10
+    log_every: int = 50  # steps between console/metrics.jsonl lines
     tensorboard: bool = False  # also write the logged figures as TensorBoard scalars (pip install tensorboard)
-    ckpt_every: int = 1000
-    keep_last: int = 2
-    resume: bool = False
+    ckpt_every: int = 5000  # steps between checkpoints (and one at the end)
+    keep_last: int = 2  # checkpoints kept
+    resume: bool = False  # continue from runs/<run_name>/checkpoints/latest
     stop_at: int | None = None  # stop after this step with a checkpoint (a time-limited job); resume later
     max_skip_fraction: float = 0.01  # fail when more examples than this are longer than the context
 
@@ -89,13 +97,19 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
+    """`python -m pretrain.train` (conf/pretrain.yaml picks a preset of each group; studies in conf/experiment/)."""
+
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1))
-    out_root: str = "data"  # datasets and tokenizers are cached here
-    run_name: str = "run"
-    sweep_name: str = "sweep"
+    train: TrainConfig = MISSING  # a conf/train/ preset: it gives the number of steps
+    out_root: str = "data"  # datasets and tokenizers are cached here (relative to where you run the command)
+    # runs/<run_name>; every rank of a torchrun job derives the same name from the config
+    run_name: str = "${data.name}_${model.name}_${data.mistakes.kind}${data.mistakes.rate}_s${train.seed}"
+    sweep_name: str = "sweep"  # multirun: runs/sweeps/<sweep_name>/<run_name>
+
+
+store_schema("pretrain", RunConfig)
 
 
 # ---- pieces the loop is made of (also used by finetuning) ---------------------------------------------------------

@@ -23,6 +23,7 @@ import torch
 
 from igsm.dataset import DataConfig, MistakeConfig
 from igsm.io import atomic_open
+from pretrain.config import store_schema
 from probes.examples import TASKS, ProbeSet, build_probe_set
 from probes.linear import fit, layerwise, majority, score
 from probes.regret import ProbeDetector, best_layer, regret_report
@@ -34,23 +35,26 @@ REGRET_FILE = "regret_probe.joblib"
 
 @dataclass
 class ProbeConfig:
-    name: str = "default"
+    """The papers' probing (Part 2.1 §4, App. E-F; Part 2.2 §3), scaled to one GPU (conf/probe/)."""
+
+    name: str = "default"  # also the output folder: <run>/probes/<checkpoint>/<name>
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     n_problems: int = 2000  # problems; their template bins split them into probe training and test
     per_task: int = 10  # (position, parameter) choices per problem and task (the papers)
     batch_size: int = 32
     linear_c: float = 1.0  # inverse regularisation of the linear probes
     random_model: bool = True  # the control: the same probes on a randomly initialised model
-    vprobe: bool = True
-    vprobe_steps: int = 2000
+    vprobe: bool = True  # rank-8 embedding update + linear head on the last layer
+    vprobe_steps: int = 2000  # the papers: 100,000 steps at batch 256
     vprobe_batch: int = 64
     vprobe_lr: float = 2e-3
     vprobe_rank: int = 8
+    # text for the regret task: real mistakes inserted before steps
     regret_mistakes: MistakeConfig = field(default_factory=lambda: MistakeConfig("retry", 0.5))
     generations: str | None = None  # generations.jsonl from pretrain.evaluate, for the regret report
     seed: int = 0
     device: str = "auto"
-    out_dir: str | None = None
+    out_dir: str | None = None  # default: <run>/probes/<checkpoint>/<name>
 
     def __post_init__(self) -> None:
         bad = [t for t in self.tasks if t not in TASKS]
@@ -60,6 +64,9 @@ class ProbeConfig:
             raise ValueError(f"probe.n_problems must be >= 2, got {self.n_problems}")
         if "regret" in self.tasks and self.regret_mistakes.kind == "none":
             raise ValueError("the regret task needs probe.regret_mistakes with a mistake kind (e.g. retry)")
+
+
+store_schema("probe", {"probe": ProbeConfig})
 
 
 def random_copy(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -201,7 +208,7 @@ def load_detector(model, tokenizer, probe_dir: str | Path) -> ProbeDetector:
 
 def main() -> None:
     import hydra
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
 
     from pretrain.config import to_dataclass
     from pretrain.evaluate import checkpoint_data, load_checkpoint
@@ -241,7 +248,7 @@ def main() -> None:
                 {
                     "checkpoint": str(ckpt),
                     "probe": asdict(pc),
-                    "data": OmegaConf.to_container(data_cfg, resolve=True),
+                    "data": asdict(data),
                     "tasks": results,
                 },
                 f,

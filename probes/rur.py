@@ -14,6 +14,7 @@ import sys
 from dataclasses import replace
 
 from igsm.dataset import DataConfig
+from pretrain.aggregate import RUR_PREFIX
 from pretrain.evaluate import EvalConfig, checkpoint_data, evaluate_model, load_checkpoint, report
 from probes.probe import load_detector
 from probes.regret import PerfectDetector
@@ -28,7 +29,7 @@ def main() -> None:
     @hydra.main(config_path="../conf", config_name="rur", version_base="1.3")
     def run(cfg: DictConfig) -> None:
         try:
-            ev = replace(to_dataclass(EvalConfig, cfg.eval), name=f"rur_{cfg.detector}")
+            ev = replace(to_dataclass(EvalConfig, cfg.eval), name=f"{RUR_PREFIX}{cfg.detector}")
             model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
             data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
             if cfg.detector == "perfect":
@@ -46,7 +47,7 @@ def main() -> None:
         report(
             cfg.checkpoint,
             ev,
-            data_cfg,
+            data,
             summary,
             records,
             detector=str(cfg.detector),

@@ -82,6 +82,18 @@ def test_saved_dataset_opens_with_datasets(smoke_tokenizer_dir, tmp_path):
     assert marker["examples"] == res.examples and marker["config"]["data"]["mistakes"]["kind"] == "retry"
 
 
+def test_each_split_records_its_share_of_train_bin_templates(smoke_tokenizer_dir, tmp_path):
+    res = build_dataset(config(smoke_tokenizer_dir, tmp_path / "d"), progress=False)
+    dd, _, marker = load_dataset_dir(res.path)
+    share = {s: sum(b <= 15 for b in dd[s]["hash_bin"]) / len(dd[s]) for s in SPLITS}
+    assert marker["train_bin_share"] == res.train_bin_share == share
+    assert share["train"] == 1.0 and share["test_id"] == share["test_op4"] == share["test_op6"] == 0.0
+    # re-asked problems come from the test bins, but their new templates are not re-checked (the official code's way)
+    assert 0 < share["test_reask4"] < 1
+    assert f"{share['test_reask4']:.1%} train-bin templates" in dd["test_reask4"].info.description
+    assert build_dataset(config(smoke_tokenizer_dir, tmp_path / "d"), progress=False).train_bin_share == share
+
+
 def test_rebuild_is_a_no_op_and_foreign_dirs_are_refused(smoke_tokenizer_dir, tmp_path):
     cfg = config(smoke_tokenizer_dir, tmp_path / "d")
     first = build_dataset(cfg, progress=False)

@@ -139,16 +139,19 @@ def test_evaluate_command_writes_its_files(smoke_checkpoint):
     assert bad.returncode != 0 and "not a save_pretrained checkpoint" in bad.stderr
 
 
-def fake_run(root: Path, name: str, setting: str, kind: str, rate: float, seed: int, acc: dict[int, float]):
+def fake_run(
+    root: Path, name: str, setting: str, kind: str, rate: float, seed: int, acc: dict, decoding: str = "greedy"
+):
     run = root / name
-    (run / "eval" / "step_0001000" / "greedy").mkdir(parents=True)
-    (run / "config.yaml").write_text(
-        f"data: {{name: {setting}, mistakes: {{kind: {kind}, rate: {rate}, include_current: false, mask: none}}}}\n"
-        f"model: {{name: gpt2-12-12}}\ntrain: {{seed: {seed}}}\n"
-    )
+    (run / "eval" / "step_0001000" / decoding).mkdir(parents=True)
+    if not (run / "config.yaml").exists():
+        (run / "config.yaml").write_text(
+            f"data: {{name: {setting}, mistakes: {{kind: {kind}, rate: {rate}, include_current: false, mask: none}}}}\n"
+            f"model: {{name: gpt2-12-12}}\ntrain: {{seed: {seed}}}\n"
+        )
     splits = {f"test_{c}": {"n": 100, "column": c, "accuracy": a} for c, a in acc.items()}
-    (run / "eval" / "step_0001000" / "greedy" / "results.json").write_text(
-        json.dumps({"eval": {"name": "greedy"}, "splits": splits})
+    (run / "eval" / "step_0001000" / decoding / "results.json").write_text(
+        json.dumps({"eval": {"name": decoding}, "splits": splits})
     )
 
 
@@ -171,3 +174,19 @@ def test_aggregate_builds_the_table(tmp_path):
     assert markdown(table) == md
     with pytest.raises(SystemExit, match="no evaluated runs"):
         aggregate_main([str(tmp_path / "empty")])
+
+
+def test_retry_upon_regret_is_a_row_of_its_own_never_in_the_best_of(tmp_path):
+    fake_run(tmp_path, "a", "med", "none", 0.0, 0, {"op<=15": 0.99, "23": 0.777})
+    fake_run(tmp_path, "a", "med", "none", 0.0, 0, {"op<=15": 0.98, "23": 0.70}, decoding="beam4_sample")
+    fake_run(tmp_path, "a", "med", "none", 0.0, 0, {"op<=15": 1.0, "23": 0.95}, decoding="rur_perfect")
+    table = aggregate(tmp_path)  # no decoding named: best of greedy and beam, not of rur_perfect
+    assert table["decodings"] == ["beam4_sample", "greedy"] and table["methods"] == ["rur_perfect"]
+    best, rur = table["rows"]
+    assert best["label"] == "med clean" and best["ours"] == {"op<=15": 99.0, "23": 77.7} and best["method"] is None
+    assert rur["label"] == "med clean rur_perfect" and rur["ours"] == {"op<=15": 100.0, "23": 95.0}
+    assert rur["paper"] == {"op<=15": None, "23": None}  # the papers' best-of is not a retry-upon-regret number
+    md = markdown(table)
+    assert "| med clean | 99.0 (99.9) | 77.7 (77.7) |" in md and "| med clean rur_perfect | 100.0 | 95.0 |" in md
+    only = aggregate(tmp_path, ["greedy", "rur_perfect"])  # named together: still apart
+    assert [r["ours"]["23"] for r in only["rows"]] == [77.7, 95.0]

@@ -145,7 +145,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
 def lm_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over the labelled targets, and their number."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs).logits[:, :-1]
+    logits = model(**inputs, use_cache=False).logits[:, :-1]  # transformers builds a KV cache unless told not to
     targets = batch["labels"][:, 1:]
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="sum")
     return loss, int((targets != -100).sum())

@@ -137,6 +137,16 @@ def test_masked_tokens_carry_no_loss():
     assert unmasked > loss
 
 
+def test_the_loss_forward_builds_no_kv_cache():
+    from pretrain.model import ModelConfig, build_model
+
+    model = build_model(ModelConfig(n_layer=1, n_head=1, head_dim=16), 200)
+    outputs = []
+    model.register_forward_hook(lambda module, args, output: outputs.append(output))
+    lm_loss_sum(model, Packer(examples(), context=64).batch(2))
+    assert len(outputs) == 1 and outputs[0].past_key_values is None
+
+
 def test_lr_schedule():
     f = [lr_factor(s, 10, 100, 0.01) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == 1.0 and f[10] == pytest.approx(1.0)

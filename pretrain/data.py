@@ -1,13 +1,11 @@
-"""Datasets for training and evaluation: built once and saved, or generated on the fly.
+"""Saved datasets for training and evaluation: built once, cached under a hash of their config.
 
 `build_dataset` writes a Hugging Face `DatasetDict` (`save_to_disk`; `datasets.load_from_disk` opens it) with the
 tokenizer beside it. It is a pure function of the config: shards of consecutive indices are computed in worker
 processes and assembled in index order, so any number of workers gives byte-identical files. Finished shards are
 kept under `<out>.partial/` so an interrupted build resumes where it stopped; the dataset appears under its final
-name only when complete, and an unchanged config is not built twice.
-
-`ExampleStream` generates and tokenizes fresh examples in DataLoader workers (the papers never repeat a problem),
-deterministically per (seed, rank, worker).
+name only when complete, and an unchanged config is not built twice. Fresh examples generated on the fly (the
+papers never repeat a problem) come from `pretrain.loader.ExampleStream` instead.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from tqdm import tqdm
 
 from igsm.dataset import DataConfig, make_example
 from igsm.generator import GenerationError, generate
+from igsm.io import atomic_dir
 from igsm.vocab import load_vocabulary
 from pretrain.tokenizer import TokenizerConfig, encode_batch, load_tokenizer, resolve_roles, train_tokenizer
 
@@ -219,9 +217,7 @@ def _assemble(cfg, out: Path, partial: Path, shard_files, tok_path: Path, finger
         splits[split] = datasets.Dataset(table, split=datasets.NamedSplit(split))
         examples[split] = table.num_rows
         tokens[split] = int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(out) as tmp:
         datasets.disable_progress_bars()
         datasets.DatasetDict(splits).save_to_disk(str(tmp))
         shutil.copytree(tok_path, tmp / TOKENIZER_DIR)
@@ -233,9 +229,6 @@ def _assemble(cfg, out: Path, partial: Path, shard_files, tok_path: Path, finger
             "tokens": tokens,
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(partial, ignore_errors=True)
     return BuildResult(out, examples, tokens, cached=False)
 

@@ -3,6 +3,8 @@ and no input string makes it raise (hypothesis)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -43,6 +45,13 @@ def test_good_solution():
     v = judge(GOOD, answer=" 0")
     assert v.correct and v.strict_correct and v.errors == []
     assert (v.answer, v.expected_answer, v.n_steps, v.n_ops, v.n_back) == (0, 0, 3, 3, 0)
+
+
+def test_verdict_to_dict_is_json_and_keeps_the_records_answer():
+    bad = judge(GOOD.replace("13 + 5 = 18", "13 + 6 = 18"), answer=" 0").to_dict()
+    assert json.loads(json.dumps(bad)) == bad and "answer" not in bad
+    assert bad["solution_answer"] == 0 and bad["expected_answer"] == 0 and not bad["correct"]
+    assert bad["error_kinds"] == list(dict.fromkeys(e["kind"] for e in bad["errors"])) and bad["errors"][0]["step"] == 1
 
 
 @pytest.mark.parametrize(

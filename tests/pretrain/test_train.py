@@ -16,7 +16,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from pretrain.config import to_dataclass
 from pretrain.data import BuildConfig
 from pretrain.loader import Packer
-from pretrain.train import RunConfig, lm_loss_sum, lr_factor, train
+from pretrain.train import RunConfig, lm_loss_sum, train
+from pretrain.trainer import lr_factor
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"

@@ -204,6 +204,9 @@ def test_readme_data_commands_run(tmp_path):
     commands = [c for c in readme_commands("python -m pretrain.make_data") if "tokenizer=gpt2" not in c]
     assert len(commands) >= 3
     shrink = ["data.train_size=30", "data.test_size=4", "tokenizer=smoke", f"out_root={tmp_path}", "num_proc=1"]
+    shrink.append(f"hydra.sweep.dir={tmp_path / 'sweep'}")  # Hydra's multirun.yaml, out of the source tree
+    stray = REPO / "multirun.yaml"
+    before = stray.stat().st_mtime_ns if stray.exists() else None
     for command in commands:
         args = command.split()[3:]
         r = subprocess.run(
@@ -211,3 +214,5 @@ def test_readme_data_commands_run(tmp_path):
         )
         assert r.returncode == 0, (command, r.stderr[-2000:])
         assert "problems" in r.stdout
+    assert (tmp_path / "sweep" / "multirun.yaml").exists()
+    assert (stray.stat().st_mtime_ns if stray.exists() else None) == before  # nothing written into the repository

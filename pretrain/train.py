@@ -180,7 +180,11 @@ def command(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_command("pretrain", command, errors=(ValueError, FileExistsError))
+    # `python -m pretrain.train` runs this file as __main__; the launcher plugins (submitit) pickle the task, and a
+    # __main__ function travels by value, its dataclasses' annotations unresolvable in the job. Import it by name.
+    from pretrain.train import command as task
+
+    run_command("pretrain", task, errors=(ValueError, FileExistsError))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install data test lint bench clean
+.PHONY: install data test lint bench clean cpu-pipeline cpu-train cpu-eval cpu-probe cpu-rur cpu-aggregate
 
 # A local virtual environment with torch pinned to 2.13.0 (a CPU wheel here) before anything else can pull CUDA.
 $(STAMP): pyproject.toml
@@ -29,6 +29,36 @@ bench: $(STAMP)
 	$(PY) benchmarks/generator.py
 	$(PY) benchmarks/verifier.py
 	$(PY) benchmarks/data.py
+
+# The whole pipeline on a CPU, in order (benchmarks/results/cpu-tiny-run.md; about 1.5 hours on 2 cores):
+#   make cpu-train cpu-eval cpu-probe cpu-rur cpu-aggregate      (or: make cpu-pipeline)
+# EXP names a conf/experiment/ file; the run lands in runs/cpu/$(EXP), its reports beside its checkpoints, and
+# cpu-aggregate tables every run under runs/cpu/. The *_ARGS hold the sizes; e.g. minutes instead of hours:
+#   make cpu-pipeline EXP=smoke EVAL_ARGS=eval=smoke PROBE_ARGS=probe=smoke RUR_ARGS="eval=smoke eval.n=2"
+EXP        ?= cpu_tiny
+EVAL_ARGS  ?= eval.decode.max_length=1024
+PROBE_ARGS ?= probe.n_problems=300 probe.vprobe_steps=300 probe.vprobe_batch=32
+RUR_ARGS   ?= eval.n=128 eval.decode.max_length=1024
+RUN        := runs/cpu/$(EXP)
+CKPT        = $(RUN)/checkpoints/$$(cat $(RUN)/checkpoints/latest)
+GENERATIONS = $(RUN)/eval/$$(cat $(RUN)/checkpoints/latest)/greedy/generations.jsonl
+
+cpu-pipeline: cpu-train cpu-eval cpu-probe cpu-rur cpu-aggregate
+
+cpu-train: $(STAMP)
+	$(PY) -m pretrain.train +experiment=$(EXP) hydra.run.dir=$(RUN)
+
+cpu-eval: $(STAMP)
+	$(PY) -m pretrain.evaluate checkpoint=$(CKPT) $(EVAL_ARGS)
+
+cpu-probe: $(STAMP)
+	$(PY) -m probes.probe checkpoint=$(CKPT) probe.generations=$(GENERATIONS) $(PROBE_ARGS)
+
+cpu-rur: $(STAMP)
+	$(PY) -m probes.rur checkpoint=$(CKPT) detector=perfect $(RUR_ARGS)
+
+cpu-aggregate: $(STAMP)
+	$(PY) -m pretrain.aggregate runs/cpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -22,7 +22,8 @@ import torch
 
 from pretrain.config import compose, to_dataclass
 from pretrain.model import ModelConfig, build_model, flops_per_token, n_params, peak_flops
-from pretrain.train import RunConfig, TrainConfig, make_optimizer, train_step
+from pretrain.train import RunConfig, TrainConfig, train_step
+from pretrain.trainer import make_optimizer
 
 
 def model_config(name: str) -> ModelConfig:

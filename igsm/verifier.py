@@ -98,7 +98,10 @@ class Verdict:
         return list(dict.fromkeys(e.kind for e in self.errors))
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as JSON-ready fields, the one form every report and command writes. `answer` is renamed
+        `solution_answer` so that it never overwrites a record's own `answer` (the true one)."""
         d = asdict(self)
+        d["solution_answer"] = d.pop("answer")
         d["error_kinds"] = self.error_kinds
         return d
 

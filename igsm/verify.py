@@ -3,8 +3,9 @@
     python -m igsm.verify --in generations.jsonl --out judged.jsonl
 
 Each input object needs `problem`, `question` and `solution` (the candidate; `--field` names another); an `answer` field, if present, must
-match as well. Each output object is the input plus `correct` (the official evaluator's semantics),
-`strict_correct` and `errors` (kind, step, detail of every problem found). A summary goes to stderr.
+match as well. Each output object is the input plus the verdict (`igsm.Verdict.to_dict`): `correct` (the official evaluator's
+semantics), `strict_correct`, `errors` (kind, step, detail of every problem found), `error_kinds`, `solution_answer`,
+`expected_answer`, `n_back`, ... A summary goes to stderr.
 """
 
 from __future__ import annotations
@@ -27,12 +28,7 @@ def judge(record: dict, field: str = "solution") -> dict:
     if missing:
         raise ValueError(f"record lacks field(s) {missing}")
     v = verify(record["problem"], record["question"], record[field], answer=record.get("answer"))
-    return {
-        **record,
-        "correct": v.correct,
-        "strict_correct": v.strict_correct,
-        "errors": [{"kind": e.kind, "step": e.step, "detail": e.detail} for e in v.errors],
-    }
+    return {**record, **v.to_dict()}
 
 
 def main(argv: list[str] | None = None) -> None:

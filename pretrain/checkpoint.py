@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from igsm.io import atomic_dir
 
 STATE = "training_state.pt"
 
@@ -48,17 +49,10 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict[str,
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
+    with atomic_dir(final) as tmp:
         unwrap(model).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         torch.save({**state, "step": step}, tmp / STATE)
-        tmp.chmod(0o755)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     pointer = root / ".latest.tmp"
     pointer.write_text(final.name + "\n")
     os.replace(pointer, root / "latest")

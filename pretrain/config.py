@@ -7,7 +7,10 @@ first, so the yaml files hold only what differs from a default (tests/pretrain/t
 
 from __future__ import annotations
 
+import functools
 import importlib
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,3 +58,23 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides or [])
+
+
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+
+
+def run_command(
+    config_name: str, body: Callable[[DictConfig], None], errors: tuple[type[Exception], ...] = EXPECTED_ERRORS
+) -> None:
+    """Run `body` as a Hydra command over conf/<config_name>.yaml (the command line is Hydra's); an expected error
+    (`errors`: a bad value, a missing file) ends the process with `error: <message>` rather than a traceback."""
+    import hydra
+
+    @functools.wraps(body)  # Hydra names the job after `body`'s module (train, evaluate, ...)
+    def task(cfg: DictConfig) -> None:
+        try:
+            body(cfg)
+        except errors as e:
+            sys.exit(f"error: {e}")
+
+    hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(task)()

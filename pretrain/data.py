@@ -1,13 +1,11 @@
-"""Datasets for training and evaluation: built once and saved, or generated on the fly.
+"""Saved datasets for training and evaluation: built once, cached under a hash of their config.
 
 `build_dataset` writes a Hugging Face `DatasetDict` (`save_to_disk`; `datasets.load_from_disk` opens it) with the
 tokenizer beside it. It is a pure function of the config: shards of consecutive indices are computed in worker
 processes and assembled in index order, so any number of workers gives byte-identical files. Finished shards are
 kept under `<out>.partial/` so an interrupted build resumes where it stopped; the dataset appears under its final
-name only when complete, and an unchanged config is not built twice.
-
-`ExampleStream` generates and tokenizes fresh examples in DataLoader workers (the papers never repeat a problem),
-deterministically per (seed, rank, worker).
+name only when complete, and an unchanged config is not built twice. Fresh examples generated on the fly (the
+papers never repeat a problem) come from `pretrain.loader.ExampleStream` instead.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from tqdm import tqdm
 
 from igsm.dataset import DataConfig, make_example
 from igsm.generator import GenerationError, generate
+from igsm.io import atomic_dir
 from igsm.split import TRAIN_BINS
 from pretrain.config import store_schema
 from pretrain.tokenizer import TokenizerConfig, cache_name, encode_batch, load_tokenizer, resolve_roles, train_tokenizer
@@ -245,9 +243,7 @@ def _assemble(cfg, out: Path, partial: Path, shard_files, tok_path: Path, finger
         share = "-" if shares[split] is None else f"{shares[split]:.1%}"
         info = datasets.DatasetInfo(description=f"igsm-lab {cfg.data.name} {split}: {share} train-bin templates")
         splits[split] = datasets.Dataset(table, info=info, split=datasets.NamedSplit(split))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(out) as tmp:
         datasets.disable_progress_bars()
         datasets.DatasetDict(splits).save_to_disk(str(tmp))
         shutil.copytree(tok_path, tmp / TOKENIZER_DIR)
@@ -260,9 +256,6 @@ def _assemble(cfg, out: Path, partial: Path, shard_files, tok_path: Path, finger
             "train_bin_share": shares,
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(partial, ignore_errors=True)
     return BuildResult(out, examples, tokens, shares, cached=False)
 

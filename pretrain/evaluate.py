@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,15 +65,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def judge(example: dict, solution: str, answer: str | None) -> dict:
     """The verdict fields of one generation (answer None: the model never reached <begin_answer>)."""
     v = verify(example["problem"], example["question"], solution, answer=answer if answer is not None else "")
-    return {
-        "correct": v.correct,
-        "strict_correct": v.strict_correct,
-        "answer_correct": answer is not None and answer.strip() == str(example["answer"]),
-        "error_kinds": v.error_kinds,
-        "n_back": v.n_back,
-        "unnecessary_params": len(v.unnecessary_params),
-        "unnecessary_ops": v.unnecessary_ops,
-    }
+    return {**v.to_dict(), "answer_correct": answer is not None and answer.strip() == str(example["answer"])}
 
 
 def summarize(records: list[dict]) -> dict[str, Any]:
@@ -98,7 +89,7 @@ def summarize(records: list[dict]) -> dict[str, Any]:
         "answer_accuracy": mean(records, "answer_correct"),
         "back_per_correct": mean(ok, "n_back"),
         "back_per_wrong": mean(bad, "n_back"),
-        "unnecessary_params_per_correct": mean(ok, "unnecessary_params"),
+        "unnecessary_params_per_correct": sum(len(r["unnecessary_params"]) for r in ok) / k if ok else None,
         "unnecessary_ops_per_correct": mean(ok, "unnecessary_ops"),
         "generated_tokens": mean(records, "generated_tokens"),
         "unfinished": sum(not r["finished"] for r in records),
@@ -266,25 +257,19 @@ def report(checkpoint: str, ev: EvalConfig, data: DataConfig, summary: dict, rec
 
 
 def main() -> None:
-    import hydra
     from omegaconf import DictConfig, OmegaConf
 
-    from pretrain.config import to_dataclass
+    from pretrain.config import run_command, to_dataclass
 
-    @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
     def run(cfg: DictConfig) -> None:
-        try:
-            ev = to_dataclass(EvalConfig, cfg.eval)
-            model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
-            data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
-            data = to_dataclass(DataConfig, data_cfg)
-            summary, records = evaluate_model(model, tokenizer, data, ev)
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            sys.exit(f"error: {e}")
+        ev = to_dataclass(EvalConfig, cfg.eval)
+        model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
+        data = to_dataclass(DataConfig, checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint))
+        summary, records = evaluate_model(model, tokenizer, data, ev)
         run_info = OmegaConf.to_container(run_config, resolve=True) if run_config is not None else None
         report(cfg.checkpoint, ev, data, summary, records, run=run_info)
 
-    run()
+    run_command("evaluate", run, errors=(ValueError, FileNotFoundError, RuntimeError))
 
 
 if __name__ == "__main__":

@@ -7,27 +7,18 @@ python -m pretrain.make_data -m data=mini data.mistakes.kind=retry data.mistakes
 
 from __future__ import annotations
 
-import sys
 import time
 
-import hydra
 from omegaconf import DictConfig
 
-from pretrain.config import to_dataclass
+from pretrain.config import run_command, to_dataclass
 from pretrain.data import BuildConfig, build_dataset
 
 
-@hydra.main(config_path="../conf", config_name="make_data", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    try:
-        build = to_dataclass(BuildConfig, cfg)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+def command(cfg: DictConfig) -> None:
+    build = to_dataclass(BuildConfig, cfg)
     t0 = time.perf_counter()
-    try:
-        result = build_dataset(build)
-    except (ValueError, FileExistsError) as e:
-        sys.exit(f"error: {e}")
+    result = build_dataset(build)
     n, tokens = sum(result.examples.values()), sum(result.tokens.values())
     if result.cached:
         print(f"{result.path} is up to date (same config): nothing to do")
@@ -38,6 +29,10 @@ def main(cfg: DictConfig) -> None:
         bins = "" if share is None else f"  {share:6.1%} train-bin templates"
         print(f"  {split:12s} {count:>9,d} problems {result.tokens[split]:>12,d} tokens{bins}")
     print(f"  {'total':12s} {n:>9,d} problems {tokens:>12,d} tokens")
+
+
+def main() -> None:
+    run_command("make_data", command)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from igsm import templates as T
 from igsm.dataset import DataConfig, MistakeConfig, make_example
+from igsm.io import atomic_dir
 
 SPECIAL_TOKENS: dict[str, str] = {
     "begin_problem": "<|problem|>",
@@ -125,17 +123,8 @@ def train_tokenizer(cfg: TokenizerConfig, data: DataConfig, out_dir: str | os.Pa
     split = [w for w in SINGLE_TOKEN_WORDS if len(fast(w, add_special_tokens=False).input_ids) != 1]
     if split:
         raise ValueError(f"tokenizer.vocab_size={cfg.vocab_size} leaves {split[:5]} as several tokens; raise it")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(out_dir) as tmp:
         fast.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return fast
 
 

@@ -13,7 +13,6 @@ Writes results.json, results.md and layers.png to <run>/probes/<checkpoint>/<pro
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -207,24 +206,19 @@ def load_detector(model, tokenizer, probe_dir: str | Path) -> ProbeDetector:
 
 
 def main() -> None:
-    import hydra
     from omegaconf import DictConfig
 
-    from pretrain.config import to_dataclass
+    from pretrain.config import run_command, to_dataclass
     from pretrain.evaluate import checkpoint_data, load_checkpoint
     from pretrain.tokenizer import resolve_roles
 
-    @hydra.main(config_path="../conf", config_name="probe", version_base="1.3")
     def run(cfg: DictConfig) -> None:
-        try:
-            pc = to_dataclass(ProbeConfig, cfg.probe)
-            model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, pc.device, "fp32")
-            data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
-            data = to_dataclass(DataConfig, data_cfg)
-            roles = resolve_roles(tokenizer, dict(cfg.roles))
-            results, fitted = run_probes(model, tokenizer, roles, data, pc, log=lambda *a: print(*a, flush=True))
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            sys.exit(f"error: {e}")
+        pc = to_dataclass(ProbeConfig, cfg.probe)
+        model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, pc.device, "fp32")
+        data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
+        data = to_dataclass(DataConfig, data_cfg)
+        roles = resolve_roles(tokenizer, dict(cfg.roles))
+        results, fitted = run_probes(model, tokenizer, roles, data, pc, log=lambda *a: print(*a, flush=True))
         ckpt = Path(cfg.checkpoint)
         out = (
             Path(pc.out_dir)
@@ -260,7 +254,7 @@ def main() -> None:
         print(markdown(results, title))
         print(f"wrote {out}")
 
-    run()
+    run_command("probe", run, errors=(ValueError, FileNotFoundError, RuntimeError))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ report goes to <run>/eval/<checkpoint>/rur_<detector>/, beside greedy and beam s
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 
 from igsm.dataset import DataConfig
@@ -21,29 +20,24 @@ from probes.regret import PerfectDetector
 
 
 def main() -> None:
-    import hydra
     from omegaconf import DictConfig
 
-    from pretrain.config import to_dataclass
+    from pretrain.config import run_command, to_dataclass
 
-    @hydra.main(config_path="../conf", config_name="rur", version_base="1.3")
     def run(cfg: DictConfig) -> None:
-        try:
-            ev = replace(to_dataclass(EvalConfig, cfg.eval), name=f"{RUR_PREFIX}{cfg.detector}")
-            model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
-            data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
-            if cfg.detector == "perfect":
-                detector = PerfectDetector(tokenizer)
-            elif cfg.detector == "probe":
-                if not cfg.probe_dir:
-                    raise ValueError("detector=probe needs probe_dir=<folder written by python -m probes.probe>")
-                detector = load_detector(model, tokenizer, cfg.probe_dir)
-            else:
-                raise ValueError(f"detector must be 'perfect' or 'probe', got {cfg.detector!r}")
-            data = to_dataclass(DataConfig, data_cfg)
-            summary, records = evaluate_model(model, tokenizer, data, ev, regret=detector)
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            sys.exit(f"error: {e}")
+        ev = replace(to_dataclass(EvalConfig, cfg.eval), name=f"{RUR_PREFIX}{cfg.detector}")
+        model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
+        data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
+        if cfg.detector == "perfect":
+            detector = PerfectDetector(tokenizer)
+        elif cfg.detector == "probe":
+            if not cfg.probe_dir:
+                raise ValueError("detector=probe needs probe_dir=<folder written by python -m probes.probe>")
+            detector = load_detector(model, tokenizer, cfg.probe_dir)
+        else:
+            raise ValueError(f"detector must be 'perfect' or 'probe', got {cfg.detector!r}")
+        data = to_dataclass(DataConfig, data_cfg)
+        summary, records = evaluate_model(model, tokenizer, data, ev, regret=detector)
         report(
             cfg.checkpoint,
             ev,
@@ -56,7 +50,7 @@ def main() -> None:
         )
         print(f"detector: {detector.flags} of {detector.calls} steps flagged")
 
-    run()
+    run_command("rur", run, errors=(ValueError, FileNotFoundError, RuntimeError))
 
 
 if __name__ == "__main__":

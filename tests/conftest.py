@@ -1,5 +1,6 @@
 """Shared fixtures. Tests that read `../shared/reference` (the official generator's samples) skip without it; a small
-tokenizer and a smoke model are trained once per session for the tests of pretrain/ and probes/."""
+tokenizer and a smoke model are trained once per session for the tests of pretrain/ and probes/; a hand-checked
+problem (`from tests.conftest import HAND_STATEMENT, ...`) serves the verifier, label and probing tests."""
 
 from __future__ import annotations
 
@@ -14,6 +15,21 @@ from pretrain.tokenizer import TokenizerConfig, cache_name, load_tokenizer, trai
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
+
+# A hand-checked problem. RP = 5, LP = 13 + RP = 18, Lisbon's Park = RP + LP = 0 (mod 23),
+# Madrid's LP = 2 * (LP + RP) = 0 (a distractor unless asked).
+HAND_STATEMENT = (
+    "The number of each Lisbon's Riverside Park equals 5. "
+    "The number of each Lisbon's Lakeview Park equals 13 more than each Lisbon's Riverside Park. "
+    "The number of each Madrid's Lakeview Park equals 2 times as much as the sum of each Lisbon's Lakeview Park "
+    "and each Lisbon's Riverside Park."
+)
+HAND_QUESTION = "How many Park does Lisbon have?"
+HAND_SOLUTION = (
+    "Define Lisbon's Riverside Park as a; so a = 5. "
+    "Define Lisbon's Lakeview Park as b; so b = 13 + a = 13 + 5 = 18. "
+    "Define Lisbon's Park as c; so c = a + b = 5 + 18 = 0."
+)
 
 
 @pytest.fixture(scope="session")
@@ -62,17 +78,19 @@ def composer():
     return compose
 
 
+SMOKE_RUN = ["+experiment=smoke", "train.log_every=1"]  # the golden loss curve (tests/pretrain/) is per step
+
+
 @pytest.fixture(scope="session")
 def smoke_checkpoint(tmp_path_factory, smoke_out_root):
-    """A smoke model trained for 30 steps on a CPU (a few seconds): a real checkpoint, if not a good one."""
+    """A smoke model trained for 30 steps on a CPU (a few seconds): a real checkpoint, if not a good one. Its run
+    directory (`checkpoint.parent.parent`) is the one the tests of the training loop inspect."""
     from omegaconf import OmegaConf
 
-    from pretrain.config import to_dataclass
+    from pretrain.config import compose, to_dataclass
     from pretrain.train import RunConfig, train
 
     run = tmp_path_factory.mktemp("run") / "smoke"
-    from pretrain.config import compose
-
-    cfg = compose("pretrain", ["+experiment=smoke", f"out_root={smoke_out_root}"])
+    cfg = compose("pretrain", [*SMOKE_RUN, f"out_root={smoke_out_root}"])
     final = train(to_dataclass(RunConfig, cfg), run, OmegaConf.to_yaml(cfg, resolve=True))
     return Path(final["checkpoint"])

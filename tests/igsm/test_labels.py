@@ -9,17 +9,11 @@ from igsm.config import preset
 from igsm.generator import generate
 from igsm.labels import UNKNOWN_VALUE, compute_labels
 from igsm.parse import parse_problem
-
-STATEMENT = (
-    "The number of each Lisbon's Riverside Park equals 5. "
-    "The number of each Lisbon's Lakeview Park equals 13 more than each Lisbon's Riverside Park. "
-    "The number of each Madrid's Lakeview Park equals 2 times as much as the sum of each Lisbon's Lakeview Park "
-    "and each Lisbon's Riverside Park."
-)
+from tests.conftest import HAND_QUESTION, HAND_STATEMENT
 
 
 def test_hand_checked_labels():
-    (p,) = parse_problem(STATEMENT, "How many Park does Lisbon have?")
+    (p,) = parse_problem(HAND_STATEMENT, HAND_QUESTION)
     lab = compute_labels(p)
     names = [p.name(q) for q in lab.params]
     assert names == [

@@ -3,6 +3,8 @@ and no input string makes it raise (hypothesis)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,21 +13,9 @@ from igsm.config import preset
 from igsm.generator import generate
 from igsm.parse import ProblemParseError, parse_problem
 from igsm.verifier import ERROR_KINDS, STRICT_ONLY, verify
-
-# A hand-checked problem. RP = 5, LP = 13 + RP = 18, Lisbon's Park = RP + LP = 0 (mod 23),
-# Madrid's LP = 2 * (LP + RP) = 0 (a distractor unless asked).
-STATEMENT = (
-    "The number of each Lisbon's Riverside Park equals 5. "
-    "The number of each Lisbon's Lakeview Park equals 13 more than each Lisbon's Riverside Park. "
-    "The number of each Madrid's Lakeview Park equals 2 times as much as the sum of each Lisbon's Lakeview Park "
-    "and each Lisbon's Riverside Park."
-)
-QUESTION = "How many Park does Lisbon have?"
-GOOD = (
-    "Define Lisbon's Riverside Park as a; so a = 5. "
-    "Define Lisbon's Lakeview Park as b; so b = 13 + a = 13 + 5 = 18. "
-    "Define Lisbon's Park as c; so c = a + b = 5 + 18 = 0."
-)
+from tests.conftest import HAND_QUESTION as QUESTION
+from tests.conftest import HAND_SOLUTION as GOOD
+from tests.conftest import HAND_STATEMENT as STATEMENT
 
 
 def judge(solution: str, **kw):
@@ -43,6 +33,13 @@ def test_good_solution():
     v = judge(GOOD, answer=" 0")
     assert v.correct and v.strict_correct and v.errors == []
     assert (v.answer, v.expected_answer, v.n_steps, v.n_ops, v.n_back) == (0, 0, 3, 3, 0)
+
+
+def test_verdict_to_dict_is_json_and_keeps_the_records_answer():
+    bad = judge(GOOD.replace("13 + 5 = 18", "13 + 6 = 18"), answer=" 0").to_dict()
+    assert json.loads(json.dumps(bad)) == bad and "answer" not in bad
+    assert bad["solution_answer"] == 0 and bad["expected_answer"] == 0 and not bad["correct"]
+    assert bad["error_kinds"] == list(dict.fromkeys(e["kind"] for e in bad["errors"])) and bad["errors"][0]["step"] == 1
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 import pretrain.data as D
 from igsm.dataset import DataConfig, MistakeConfig, make_example
+from pretrain import make_data
 from pretrain.data import BuildConfig, build_dataset, load_dataset_dir
 from pretrain.loader import ExampleStream
 from pretrain.tokenizer import SPECIAL_TOKENS, TokenizerConfig
@@ -162,6 +163,8 @@ def test_make_data_command(tmp_path):
     assert len(built) == 1 and (built[0] / "tokenizer" / "tokenizer.json").exists()
     r = run_make_data(tmp_path, "data.mistakes.kind=retry", "data.mistakes.rate=0.2")
     assert r.returncode == 0 and "up to date" in r.stdout
+    r = run_make_data(tmp_path, "data.mistakes.rate=1.5")
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and "rate must be in [0, 1)" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize(
@@ -175,9 +178,14 @@ def test_make_data_command(tmp_path):
         ("data.bogus=1", "bogus"),
     ],
 )
-def test_make_data_bad_input(tmp_path, override, message):
-    r = run_make_data(tmp_path, override)
-    assert r.returncode != 0 and message in r.stderr, r.stderr
+def test_make_data_bad_input(composer, tmp_path, override, message):
+    """In-process, as `python -m pretrain.make_data` runs it (test_make_data_command checks the command's exit)."""
+    from hydra.errors import HydraException
+
+    with pytest.raises((ValueError, HydraException)) as raised:
+        overrides = ["data=smoke", "tokenizer=smoke", f"out_root={tmp_path}", "num_proc=1", override]
+        make_data.command(composer("make_data", overrides))
+    assert message in str(raised.value)
 
 
 def test_stream_is_deterministic_per_rank_and_worker(smoke_tokenizer_dir):
@@ -216,6 +224,9 @@ def test_readme_data_commands_run(tmp_path):
     commands = [c for c in readme_commands("python -m pretrain.make_data") if "tokenizer=gpt2" not in c]
     assert len(commands) >= 3
     shrink = ["data.train_size=30", "data.test_size=4", "tokenizer=smoke", f"out_root={tmp_path}", "num_proc=1"]
+    shrink.append(f"hydra.sweep.dir={tmp_path / 'sweep'}")  # Hydra's multirun.yaml, out of the source tree
+    stray = REPO / "multirun.yaml"
+    before = stray.stat().st_mtime_ns if stray.exists() else None
     for command in commands:
         args = command.split()[3:]
         r = subprocess.run(
@@ -223,3 +234,5 @@ def test_readme_data_commands_run(tmp_path):
         )
         assert r.returncode == 0, (command, r.stderr[-2000:])
         assert "problems" in r.stdout
+    assert (tmp_path / "sweep" / "multirun.yaml").exists()
+    assert (stray.stat().st_mtime_ns if stray.exists() else None) == before  # nothing written into the repository

@@ -8,13 +8,8 @@ from igsm.dataset import DataConfig, MistakeConfig
 from igsm.parse import parse_problem
 from pretrain.tokenizer import SPECIAL_TOKENS, resolve_roles
 from probes.examples import TASKS, build_probe_set, problem_examples, sentence_spans
+from tests.conftest import HAND_QUESTION, HAND_STATEMENT
 
-STATEMENT = (
-    "The number of each Lisbon's Riverside Park equals 5. "
-    "The number of each Lisbon's Lakeview Park equals 13 more than each Lisbon's Riverside Park. "
-    "The number of each Madrid's Lakeview Park equals 2 times as much as the sum of each Lisbon's Lakeview Park "
-    "and each Lisbon's Riverside Park."
-)
 # a solution with two taken-back steps: Lisbon's Park before its children are known (a real mistake), and
 # Madrid's Lakeview Park after both Lisbon parameters are known (computable: not a mistake)
 SOLUTION = (
@@ -25,7 +20,7 @@ SOLUTION = (
 
 
 def hand_examples(tokenizer, tasks, per_task=1000):
-    (problem,) = parse_problem(STATEMENT, "How many Park does Lisbon have?")
+    (problem,) = parse_problem(HAND_STATEMENT, HAND_QUESTION)
     roles = resolve_roles(tokenizer, SPECIAL_TOKENS)
     prompt = [roles.begin_problem, *tokenizer(problem.prompt, add_special_tokens=False).input_ids, roles.begin_solution]
     enc = tokenizer(" " + SOLUTION, add_special_tokens=False, return_offsets_mapping=True)

@@ -124,6 +124,7 @@ def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress
                     "split": split,
                     "index": e["index"],
                     "op": e["op"],
+                    "prompt": e["prompt"],
                     "problem": e["problem"],
                     "question": e["question"],
                     "answer": e["answer"],

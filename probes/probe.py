@@ -23,7 +23,7 @@ import torch
 
 from igsm.dataset import DataConfig, MistakeConfig
 from igsm.io import atomic_open
-from probes.examples import TASKS, ProbeSet, build_probe_set
+from probes.examples import DEP_POSITIONS, TASKS, ProbeSet, build_probe_set
 from probes.linear import fit, layerwise, majority, score
 from probes.regret import ProbeDetector, best_layer, regret_report
 from probes.states import Markers, end_states, labels_of, probe_inputs
@@ -38,6 +38,9 @@ class ProbeConfig:
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     n_problems: int = 2000  # problems; their template bins split them into probe training and test
     per_task: int = 10  # (position, parameter) choices per problem and task (the papers)
+    # where dep(A, B) is read: statement_end, the statement's last "." (Part 2.1 §4.1 fn. 16: before the question
+    # in pq), or prompt_end, the <begin_solution> token after the whole prompt (where nece is read)
+    dep_position: str = "statement_end"
     batch_size: int = 32
     linear_c: float = 1.0  # inverse regularisation of the linear probes
     random_model: bool = True  # the control: the same probes on a randomly initialised model
@@ -56,6 +59,8 @@ class ProbeConfig:
         bad = [t for t in self.tasks if t not in TASKS]
         if bad:
             raise ValueError(f"probe.tasks: unknown {bad}; choose from {list(TASKS)}")
+        if self.dep_position not in DEP_POSITIONS:
+            raise ValueError(f"probe.dep_position must be one of {DEP_POSITIONS}, got {self.dep_position!r}")
         if self.n_problems < 2:
             raise ValueError(f"probe.n_problems must be >= 2, got {self.n_problems}")
         if "regret" in self.tasks and self.regret_mistakes.kind == "none":
@@ -88,7 +93,9 @@ def run_probes(model, tokenizer, roles, data: DataConfig, cfg: ProbeConfig, log=
     results, fitted = {}, {}
     for task in cfg.tasks:
         source = replace(data, mistakes=cfg.regret_mistakes) if task == "regret" else clean
-        pset = build_probe_set(source, tokenizer, roles, cfg.n_problems, (task,), cfg.per_task, cfg.seed)
+        pset = build_probe_set(
+            source, tokenizer, roles, cfg.n_problems, (task,), cfg.per_task, cfg.seed, cfg.dep_position
+        )
         inputs = probe_inputs(pset, tokenizer, markers)
         y = labels_of(pset.examples)
         tr, te = _split(pset)

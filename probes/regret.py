@@ -17,6 +17,7 @@ import numpy as np
 from igsm import templates as T
 from igsm.parse import ProblemParseError, parse_problem
 from igsm.problem import Problem
+from pretrain.tokenizer import Roles, prompt_ids
 from probes.states import Markers, end_states, query_ids
 
 AS = T.AS.rstrip()  # " as"
@@ -100,7 +101,7 @@ class ProbeDetector:
 
     def __call__(self, prompt: list[int], generated: list[int]) -> bool:
         name = defined_name(_sentences(self.tokenizer.decode(generated))[-1]) or ""
-        flag = self.score(prompt[1:] + generated, name) > self.threshold  # probes saw no leading <end>
+        flag = self.score(prompt + generated, name) > self.threshold
         self.calls += 1
         self.flags += flag
         return flag
@@ -122,30 +123,34 @@ def generation_points(problem: Problem, solution: str, tokenizer, prompt: list[i
     return out
 
 
-def regret_scores(detector: ProbeDetector, problem: Problem, solution: str, tokenizer, roles) -> list[tuple]:
+def regret_scores(detector: ProbeDetector, problem: Problem, solution: str, tokenizer, roles: Roles) -> list[tuple]:
     """(name, P(mistake), truly a mistake) for every "Define A as" of a solution to `problem`."""
-    prompt = [roles.begin_problem, *tokenizer(problem.prompt, add_special_tokens=False).input_ids, roles.begin_solution]
+    prompt = prompt_ids(tokenizer, roles, problem.prompt)
     return [
         (name, detector.score(prefix, name), mistake)
         for prefix, name, mistake in generation_points(problem, solution, tokenizer, prompt)
     ]
 
 
-def regret_report(detector: ProbeDetector, records: list[dict], tokenizer, roles) -> dict:
-    """The probe against the truth on a model's own generations (records of `pretrain.evaluate`)."""
+def regret_report(detector: ProbeDetector, records: list[dict], tokenizer, roles: Roles) -> dict:
+    """The probe against the truth on a model's own generations (records of `pretrain.evaluate`), each read on the
+    prompt the model was given (the record's `prompt` text, in its own p_format)."""
     first_flagged = first_total = 0
     agree = total = 0
     pos_ok = pos = 0
     for r in records:
+        if "prompt" not in r:
+            raise ValueError(
+                f"generation record {r.get('split')}/{r.get('index')} has no 'prompt' field (the text the model was "
+                "given); evaluate the checkpoint again with pretrain.evaluate"
+            )
         try:
-            problem = parse_problem(r["problem"], r["question"])[0]
-        except ProblemParseError:
-            continue
-        prompt = [
-            roles.begin_problem,
-            *tokenizer(" " + r["problem"] + " " + r["question"], add_special_tokens=False).input_ids,
-            roles.begin_solution,
-        ]
+            problem = parse_problem(r["prompt"])[0]
+        except ProblemParseError as e:
+            raise ValueError(
+                f"generation record {r.get('split')}/{r.get('index')}: its prompt does not parse: {e}"
+            ) from e
+        prompt = prompt_ids(tokenizer, roles, r["prompt"])
         points = generation_points(problem, r["generated_solution"], tokenizer, prompt)
         first = True
         for prefix, name, mistake in points:

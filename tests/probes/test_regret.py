@@ -119,15 +119,41 @@ def test_regret_report_counts_against_the_truth(smoke_tokenizer):
     model = build_model(ModelConfig(n_layer=1, n_head=1, head_dim=16), len(tok)).eval()
     markers = Markers.for_model(model, len(tok))
     wrong = "Define Lisbon's Park as c; so c = 0. " + GOOD  # first step is a mistake
+    prompt = f" {STATEMENT} {QUESTION}"
     records = [
-        {"problem": STATEMENT, "question": QUESTION, "generated_solution": GOOD, "correct": True},
-        {"problem": STATEMENT, "question": QUESTION, "generated_solution": wrong, "correct": False},
+        {"prompt": prompt, "problem": STATEMENT, "question": QUESTION, "generated_solution": GOOD, "correct": True},
+        {"prompt": prompt, "problem": STATEMENT, "question": QUESTION, "generated_solution": wrong, "correct": False},
     ]
     yes = regret_report(ProbeDetector(model, tok, markers, Always(0.9), 1), records, tok, roles)
     assert yes["steps"] == 7 and yes["mistaken_steps"] == 2  # the early Lisbon's Park, and its repetition
     assert yes["step_accuracy"] == pytest.approx(2 / 7) and yes["first_wrong_step_flagged"] == 1.0
     no = regret_report(ProbeDetector(model, tok, markers, Always(0.1), 1), records, tok, roles)
     assert no["step_accuracy"] == pytest.approx(5 / 7) and no["first_wrong_step_flagged"] == 0.0
+    with pytest.raises(ValueError, match="no 'prompt' field"):
+        regret_report(ProbeDetector(model, tok, markers, Always(0.1), 1), [{"split": "x", "index": 0}], tok, roles)
+
+
+@pytest.mark.parametrize("p_format", ["pq", "qp"])
+def test_regret_report_reads_the_prompt_the_model_was_given(smoke_tokenizer, p_format):
+    """A qp model is probed on its qp prompt: the probe's prefixes start with the model's own prompt."""
+    tok = smoke_tokenizer
+    roles = resolve_roles(tok, SPECIAL_TOKENS)
+    model = build_model(ModelConfig(n_layer=1, n_head=1, head_dim=16), len(tok)).eval()
+    prompt = f" {STATEMENT} {QUESTION}" if p_format == "pq" else f" {QUESTION} {STATEMENT}"
+    seen = []
+
+    class Recording(ProbeDetector):
+        def score(self, prefix, name):
+            seen.append(prefix)
+            return 0.0
+
+    record = {"prompt": prompt, "problem": STATEMENT, "question": QUESTION, "generated_solution": GOOD, "correct": True}
+    report = regret_report(
+        Recording(model, tok, Markers.for_model(model, len(tok)), Always(0.1), 1), [record], tok, roles
+    )
+    expected = prompt_ids(tok, roles, prompt)
+    assert report["steps"] == 3 and len(seen) == 3
+    assert all(p[: len(expected)] == expected for p in seen)
 
 
 def test_regret_decoding_without_regret_is_greedy(smoke_checkpoint, smoke_tokenizer):

@@ -100,9 +100,21 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     }
 
 
+def _per_example(regret, examples: list[dict], prompts: list[list[int]]):
+    """The decoder's `regret(prompt, generated)` for a detector that also takes the example being solved."""
+    if regret is None:
+        return None
+    by_prompt = {tuple(p): e for p, e in zip(prompts, examples, strict=True)}
+
+    def judge_step(prompt: list[int], generated: list[int]) -> bool:
+        return regret(by_prompt[tuple(prompt)], prompt, generated)
+
+    return judge_step
+
+
 def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress: bool = True, regret=None):
     """(summary per split, one record per problem) for `model` on the test splits of `data`; with a `regret`
-    detector, decoding retries upon regret (see `pretrain.decode.decode_with_regret`)."""
+    detector, `regret(example, prompt, generated)`, decoding retries upon regret (`pretrain.decode.decode_with_regret`)."""
     roles = resolve_roles(tokenizer, cfg.roles)
     splits = cfg.splits or [s for s in data.splits() if s != "train"]
     summary, records = {}, []
@@ -114,7 +126,7 @@ def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress
         prompts = [prompt_ids(tokenizer, roles, e["prompt"]) for e in examples]
         bar = tqdm(total=n, desc=f"{split} ({cfg.name})", unit="problem", disable=not progress)
         triggers = Triggers.of(tokenizer) if regret is not None else None
-        gens = generate(model, prompts, roles, cfg.decode, bar, regret, triggers)
+        gens = generate(model, prompts, roles, cfg.decode, bar, _per_example(regret, examples, prompts), triggers)
         bar.close()
         rows = []
         for e, g in zip(examples, gens, strict=True):

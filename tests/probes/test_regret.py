@@ -38,18 +38,28 @@ def test_written_step():
     assert written_step(p, [], "so a = 5") is None
 
 
-def test_perfect_detector(smoke_tokenizer):
+def test_perfect_detector_reads_the_example_whatever_the_role_ids(smoke_tokenizer):
+    """Roles given as ids of ordinary tokens (as GPT-2's 222/223 are) make the prompt ids decode to text that does not
+    parse; the detector takes the problem from the example, so it still judges, and it fails loudly on what it
+    cannot read."""
     tok = smoke_tokenizer
-    roles = resolve_roles(tok, SPECIAL_TOKENS)
+    roles = resolve_roles(tok, {"begin_problem": 222, "begin_solution": 223, "begin_answer": 224, "end": 0})
+    assert not tok.convert_ids_to_tokens(222).startswith("<|")  # an ordinary token, as in GPT-2
+    prompt_text = f" {STATEMENT} {QUESTION}"
+    example = {"index": 0, "prompt": prompt_text, "problem": STATEMENT, "question": QUESTION}
+    prompt = prompt_ids(tok, roles, prompt_text)
     det = PerfectDetector(tok)
-    prompt = prompt_ids(tok, roles, f" {STATEMENT} {QUESTION}")
 
-    def ask(text):
-        return det(prompt, tok(" " + text, add_special_tokens=False).input_ids)
+    def ask(text, ex=example):
+        return det(ex, prompt, tok(" " + text, add_special_tokens=False).input_ids)
 
     assert ask("Define Lisbon's Park as") and not ask("Define Lisbon's Riverside Park as")
     assert not ask("Define Lisbon's Riverside Park as a; so a = 5. Define Lisbon's Lakeview Park as")
     assert det.calls == 3 and det.flags == 1
+    with pytest.raises(ValueError, match="does not start 'Define A as'"):
+        ask("Define Lisbon's Riverside Park as a; so a = 5. so a")
+    with pytest.raises(ValueError, match="cannot read the problem of example 7"):
+        ask("Define Lisbon's Park as", {"index": 7, "prompt": " x", "problem": "Nonsense.", "question": QUESTION})
 
 
 class ScriptedLM(torch.nn.Module):

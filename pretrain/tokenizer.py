@@ -127,6 +127,9 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
 
 def resolve_roles(tok: PreTrainedTokenizerFast, roles: dict[str, Any]) -> Roles:
     """Token ids for the configured role tokens, failing loudly on a token the tokenizer does not have."""
+    missing = [r for r in ROLES if r not in roles]
+    if missing:
+        raise ValueError(f"tokenizer.roles lacks {missing}; it needs {list(ROLES)}")
     ids = {}
     for role in ROLES:
         value = roles[role]

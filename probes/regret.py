@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from igsm import templates as T
 from igsm.parse import ProblemParseError, parse_problem
 from igsm.problem import Problem
@@ -182,13 +180,3 @@ def regret_report(detector: ProbeDetector, records: list[dict], tokenizer, roles
         "wrong_solutions_with_a_wrong_step": first_total,
         "first_wrong_step_flagged": first_flagged / first_total if first_total else None,
     }
-
-
-def best_layer(layer_scores: list[dict]) -> int:
-    """The layer whose probe has the best balanced accuracy (mean of positive and negative accuracy)."""
-
-    def balanced(s):
-        parts = [s.get("positive_accuracy"), s.get("negative_accuracy")]
-        return np.mean([p for p in parts if p is not None]) if any(p is not None for p in parts) else 0.0
-
-    return int(max(layer_scores, key=balanced)["layer"])

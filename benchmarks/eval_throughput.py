@@ -62,15 +62,19 @@ def main() -> None:
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=dtype).to(device).eval()
+        from pretrain.checkpoint import run_config
+        from pretrain.evaluate import checkpoint_roles
+
         tok = load_tokenizer(args.checkpoint)
+        roles = checkpoint_roles(tok, run_config(args.checkpoint), args.checkpoint)
         eos = True
     else:
         tok = load_tokenizer(args.tokenizer)
         torch.manual_seed(0)
         model_cfg = to_dataclass(RunConfig, compose("pretrain", [f"model={args.model}"])).model
         model = build_model(model_cfg, len(tok)).to(device=device, dtype=dtype).eval()
+        roles = resolve_roles(tok, SPECIAL_TOKENS)  # igsm-lab's own tokenizer (--tokenizer) and its roles
         eos = False
-    roles = resolve_roles(tok, SPECIAL_TOKENS)
     data = DataConfig(test_ops=[23])
     prompts = [prompt_ids(tok, roles, make_example(data, "test_op23", i)["prompt"]) for i in range(args.n)]
     longest = max(len(p) for p in prompts)

@@ -21,7 +21,7 @@ from igsm.dataset import DataConfig
 from igsm.io import atomic_open, read_jsonl
 from pretrain.config import to_dataclass
 from pretrain.decode import DecodeConfig
-from pretrain.evaluate import EvalConfig, evaluate_model, load_checkpoint
+from pretrain.evaluate import EvalConfig, checkpoint_roles, evaluate_model, load_checkpoint
 
 
 def curve(run: Path, splits: list[str], n: int, max_length: int, batch_size: int) -> list[dict]:
@@ -31,7 +31,8 @@ def curve(run: Path, splits: list[str], n: int, max_length: int, batch_size: int
         model, tok, run_config = load_checkpoint(ckpt, device="cpu")
         data = with_splits(to_dataclass(DataConfig, OmegaConf.create(run_config["data"])), splits)
         ev = EvalConfig(splits=splits, n=n, decode=DecodeConfig(max_length=max_length, batch_size=batch_size))
-        summary, _ = evaluate_model(model, tok, data, ev, progress=False)
+        roles = checkpoint_roles(tok, run_config, ckpt)
+        summary, _ = evaluate_model(model, tok, roles, data, ev, progress=False)
         step = int(ckpt.name.removeprefix("step_"))
         m = metrics.get(step, {})
         points.append(

@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -34,11 +35,10 @@ import numpy as np
 
 from igsm.dataset import DataConfig, MistakeConfig
 from pretrain.config import to_dataclass
-from pretrain.evaluate import load_checkpoint
-from pretrain.tokenizer import SPECIAL_TOKENS, resolve_roles
+from pretrain.evaluate import checkpoint_roles, load_checkpoint
 from probes.examples import build_probe_set, probe_problem
-from probes.linear import fit, layerwise, majority
-from probes.regret import ProbeDetector, best_layer, regret_scores
+from probes.linear import fit, majority, probe_layers
+from probes.regret import ProbeDetector, regret_scores
 from probes.states import Markers, end_states, labels_of, probe_inputs
 
 checkpoint = Path(os.environ.get("IGSM_CHECKPOINT", "runs/mini_mini_none0.0_s0/checkpoints/latest"))
@@ -47,16 +47,16 @@ if checkpoint.name == "latest":
 n_problems = int(os.environ.get("IGSM_PROBLEMS", "400"))
 model, tokenizer, run_config = load_checkpoint(checkpoint, "auto", "fp32")
 data = to_dataclass(DataConfig, run_config.data)
-roles = resolve_roles(tokenizer, SPECIAL_TOKENS)
+roles = checkpoint_roles(tokenizer, run_config, checkpoint)  # the tokens its run trained with in each role
 markers = Markers.for_model(model, len(tokenizer))
 print(f"{checkpoint}: {model.config.num_hidden_layers} layers, data {data.name}, probing {n_problems} problems")
 
 # %% [markdown]
 # ## Probing examples
-# For each task, at most 10 (position, parameter) choices per problem: `nece` at the end of the question,
+# For each task, at most 10 (position, parameter) choices per problem: `nece` at the end of the prompt,
 # `can_next` at the end of each solution sentence, `regret` right after each "Define A as" of a solution with
-# real mistakes inserted (retry data at rate 0.5). Problems of the train template bins train the probes; those of
-# the test bins score them.
+# real mistakes inserted (retry data at rate 0.5). Problems of the train template bins train the probes (a fifth of
+# them held out to choose the best layer); those of the test bins score them.
 
 # %%
 tasks = {
@@ -88,11 +88,9 @@ for task, pset in sets.items():
     te = [i for i, e in enumerate(pset.examples) if e.split == "test"]
     states = end_states(model, inputs)
     states_by_task[task] = (states, y, tr, te)
-    scores[task] = {
-        "layers": layerwise(states[tr], y[tr], states[te], y[te], task),
-        "majority": majority(y[tr], y[te], task),
-    }
-    best = max(scores[task]["layers"], key=lambda s: s["accuracy"])
+    layers, layer, _ = probe_layers(states, y, tr, te, [e.seq for e in pset.examples], task)
+    scores[task] = {"layers": layers, "best": layer, "majority": majority(y[tr], y[te], task)}
+    best = layers[layer]
     print(
         f"{task:9s} best layer {best['layer']}: accuracy {best['accuracy']:.3f} (positives "
         f"{best['positive_accuracy']}, negatives {best['negative_accuracy']}); majority "
@@ -117,7 +115,7 @@ plt.show()
 
 # %%
 states, y, tr, te = states_by_task["regret"]
-layer = best_layer(scores["regret"]["layers"])
+layer = scores["regret"]["best"]
 if len(np.unique(y[tr])) < 2:
     print("the training examples have one regret label only: probe more problems")
 else:

@@ -1,5 +1,6 @@
 """Checkpoints: a `save_pretrained` folder (model + tokenizer) with the training state beside it, written atomically.
 
+    <run>/config.yaml               the run's resolved config (data, tokenizer and its roles, model, training)
     <run>/checkpoints/step_0001000/{config.json, model.safetensors, tokenizer.json, ..., training_state.pt}
     <run>/checkpoints/latest        name of the newest complete checkpoint
 
@@ -76,3 +77,18 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_state(checkpoint: Path) -> dict[str, Any]:
     return torch.load(Path(checkpoint) / STATE, map_location="cpu", weights_only=False)
+
+
+def run_config(checkpoint: Path):
+    """The resolved config (an OmegaConf DictConfig) of the run that wrote `checkpoint`: `<run>/config.yaml` beside
+    `<run>/checkpoints/`, else the copy in the checkpoint's training state, else None (a bare save_pretrained
+    folder)."""
+    from omegaconf import OmegaConf
+
+    checkpoint = Path(checkpoint)
+    beside = checkpoint.parent.parent / "config.yaml"
+    if checkpoint.parent.name == "checkpoints" and beside.exists():
+        return OmegaConf.load(beside)
+    if (checkpoint / STATE).exists():
+        return OmegaConf.create(load_state(checkpoint)["config"])
+    return None

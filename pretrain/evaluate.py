@@ -26,7 +26,7 @@ from igsm.io import atomic_open, write_jsonl
 from igsm.verifier import verify
 from pretrain.config import store_schema
 from pretrain.decode import DecodeConfig, Triggers, generate, split_generation
-from pretrain.tokenizer import SPECIAL_TOKENS, prompt_ids, resolve_roles
+from pretrain.tokenizer import Roles, prompt_ids, resolve_roles
 
 
 @dataclass
@@ -39,7 +39,6 @@ class EvalConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU | fp32 | bf16
-    roles: dict[str, Any] = field(default_factory=lambda: dict(SPECIAL_TOKENS))
     out_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -97,10 +96,23 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     }
 
 
-def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress: bool = True, regret=None):
+def _per_example(regret, examples: list[dict], prompts: list[list[int]]):
+    """The decoder's `regret(prompt, generated)` for a detector that also takes the example being solved."""
+    if regret is None:
+        return None
+    by_prompt = {tuple(p): e for p, e in zip(prompts, examples, strict=True)}
+
+    def judge_step(prompt: list[int], generated: list[int]) -> bool:
+        return regret(by_prompt[tuple(prompt)], prompt, generated)
+
+    return judge_step
+
+
+def evaluate_model(
+    model, tokenizer, roles: Roles, data: DataConfig, cfg: EvalConfig, progress: bool = True, regret=None
+):
     """(summary per split, one record per problem) for `model` on the test splits of `data`; with a `regret`
-    detector, decoding retries upon regret (see `pretrain.decode.decode_with_regret`)."""
-    roles = resolve_roles(tokenizer, cfg.roles)
+    detector, `regret(example, prompt, generated)`, decoding retries upon regret (`pretrain.decode.decode_with_regret`)."""
     splits = cfg.splits or [s for s in data.splits() if s != "train"]
     summary, records = {}, []
     for split in splits:
@@ -111,7 +123,7 @@ def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress
         prompts = [prompt_ids(tokenizer, roles, e["prompt"]) for e in examples]
         bar = tqdm(total=n, desc=f"{split} ({cfg.name})", unit="problem", disable=not progress)
         triggers = Triggers.of(tokenizer) if regret is not None else None
-        gens = generate(model, prompts, roles, cfg.decode, bar, regret, triggers)
+        gens = generate(model, prompts, roles, cfg.decode, bar, _per_example(regret, examples, prompts), triggers)
         bar.close()
         rows = []
         for e, g in zip(examples, gens, strict=True):
@@ -121,6 +133,7 @@ def evaluate_model(model, tokenizer, data: DataConfig, cfg: EvalConfig, progress
                     "split": split,
                     "index": e["index"],
                     "op": e["op"],
+                    "prompt": e["prompt"],
                     "problem": e["problem"],
                     "question": e["question"],
                     "answer": e["answer"],
@@ -206,10 +219,9 @@ def write_report(out_dir: Path, summary: dict, records: list[dict], meta: dict) 
 
 def load_checkpoint(checkpoint: str | Path, device: str = "auto", dtype: str = "auto"):
     """(model in eval mode, tokenizer, the training run's config or None) of a save_pretrained folder."""
-    from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM
 
-    from pretrain.checkpoint import STATE, load_state
+    from pretrain.checkpoint import run_config
     from pretrain.tokenizer import load_tokenizer
 
     path = Path(checkpoint)
@@ -220,8 +232,7 @@ def load_checkpoint(checkpoint: str | Path, device: str = "auto", dtype: str = "
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
     torch_dtype = torch.bfloat16 if dtype == "bf16" or (dtype == "auto" and dev.type == "cuda") else torch.float32
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(dev).eval()
-    run_config = OmegaConf.create(load_state(path)["config"]) if (path / STATE).exists() else None
-    return model, load_tokenizer(path), run_config
+    return model, load_tokenizer(path), run_config(path)
 
 
 def default_out_dir(checkpoint: Path, name: str) -> Path:
@@ -237,6 +248,20 @@ def checkpoint_data(data_override, run_config, checkpoint):
     if data_cfg is None:
         raise ValueError(f"{checkpoint} has no training config: give the test data with data=<preset>")
     return data_cfg
+
+
+def checkpoint_roles(tokenizer, run_config, checkpoint) -> Roles:
+    """The token ids playing each role for `checkpoint`: its run's `tokenizer.roles` (strings or ids), so a model
+    trained with other role tokens (e.g. GPT-2's ids) is evaluated, probed and decoded with its own."""
+    from omegaconf import OmegaConf
+
+    roles = OmegaConf.select(run_config, "tokenizer.roles") if run_config is not None else None
+    if roles is None:
+        raise ValueError(
+            f"{checkpoint} has no run config with tokenizer.roles (<run>/config.yaml beside <run>/checkpoints/, or "
+            "the checkpoint's training state): the tokens playing each role are unknown"
+        )
+    return resolve_roles(tokenizer, OmegaConf.to_container(roles, resolve=True))
 
 
 def report(checkpoint: str, ev: EvalConfig, data: DataConfig, summary: dict, records: list[dict], **extra) -> Path:
@@ -265,7 +290,8 @@ def main() -> None:
         ev = to_dataclass(EvalConfig, cfg.eval)
         model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
         data = to_dataclass(DataConfig, checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint))
-        summary, records = evaluate_model(model, tokenizer, data, ev)
+        roles = checkpoint_roles(tokenizer, run_config, cfg.checkpoint)
+        summary, records = evaluate_model(model, tokenizer, roles, data, ev)
         run_info = OmegaConf.to_container(run_config, resolve=True) if run_config is not None else None
         report(cfg.checkpoint, ev, data, summary, records, run=run_info)
 

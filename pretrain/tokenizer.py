@@ -1,12 +1,9 @@
 """The tokenizer: byte-level BPE trained locally on iGSM text, saved as a `transformers` fast tokenizer.
 
-Special tokens and their roles live here and nowhere else. A training sequence is (spec §9)
-
-    <|problem|> prompt <|solution|> " " solution <|answer|> " " answer <|endoftext|>
-
-and an evaluation prompt is <|endoftext|> <|problem|> prompt <|solution|>, as in the reference code
-(which uses GPT-2's ids 222 / 223 / 224 / 50256 in these roles). Any other `transformers` tokenizer can be used
-instead by name or path, with the roles given as token strings or ids in the config.
+Special tokens, their roles and the sequence layout (`layout`) live here and nowhere else: a training example is
+<|problem|> prompt <|solution|> " " solution <|answer|> " " answer <|endoftext|>, as in the reference code (which uses
+GPT-2's ids 222 / 223 / 224 / 50256 in these roles). Any other `transformers` tokenizer can be used instead by name or
+path, with the roles given as token strings or ids in the config.
 """
 
 from __future__ import annotations
@@ -138,6 +135,9 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
 
 def resolve_roles(tok: PreTrainedTokenizerFast, roles: dict[str, Any]) -> Roles:
     """Token ids for the configured role tokens, failing loudly on a token the tokenizer does not have."""
+    missing = [r for r in ROLES if r not in roles]
+    if missing:
+        raise ValueError(f"tokenizer.roles lacks {missing}; it needs {list(ROLES)}")
     ids = {}
     for role in ROLES:
         value = roles[role]
@@ -153,9 +153,30 @@ def resolve_roles(tok: PreTrainedTokenizerFast, roles: dict[str, Any]) -> Roles:
     return Roles(**ids)
 
 
+def layout(
+    roles: Roles, prompt: list[int], solution: list[int] | None = None, answer: list[int] | None = None
+) -> list[int]:
+    """The sequence layout (spec §9), the one place it is written, from the token ids of its parts:
+
+        a training example   <begin_problem> prompt <begin_solution> solution <begin_answer> answer <end>
+        a model's prompt     <end> <begin_problem> prompt <begin_solution>          (solution None)
+
+    A model's prompt starts with <end> because every example in a packed training window follows the previous
+    one's <end>; decoding, probing and regret detection all read the model on this prompt and what follows it."""
+    head = [roles.begin_problem, *prompt, roles.begin_solution]
+    if solution is None:
+        if answer is not None:
+            raise ValueError("layout: an answer needs a solution before it")
+        return [roles.end, *head]
+    if answer is None:
+        raise ValueError("layout: a training example needs its answer")
+    return [*head, *solution, roles.begin_answer, *answer, roles.end]
+
+
 def prompt_ids(tok: PreTrainedTokenizerFast, roles: Roles, prompt: str) -> list[int]:
-    """The evaluation prompt: <end> <begin_problem> prompt <begin_solution>."""
-    return [roles.end, roles.begin_problem, *tok(prompt, add_special_tokens=False).input_ids, roles.begin_solution]
+    """A model's prompt (see `layout`) for the problem text `prompt` (a `prompt` field: leading space, p_format
+    order)."""
+    return layout(roles, tok(prompt, add_special_tokens=False).input_ids)
 
 
 def encode_batch(
@@ -182,11 +203,10 @@ def encode_batch(
                 for s, n in zip(e["mistake_spans"], e["mistake_name_spans"], strict=True)
             ]
         sol_mask = [0 if any(s < b and t > a for a, b in spans) else 1 for s, t in offsets]
-        head = 1 + len(p_ids) + 1
-        out["input_ids"].append(
-            [roles.begin_problem, *p_ids, roles.begin_solution, *s_ids, roles.begin_answer, *a_ids, roles.end]
-        )
-        out["loss_mask"].append([1] * head + sol_mask + [1] * (len(a_ids) + 2))
+        head = len(layout(roles, p_ids)) - 1  # through <begin_solution>: a model's prompt less its leading <end>
+        ids = layout(roles, p_ids, s_ids, a_ids)
+        out["input_ids"].append(ids)
+        out["loss_mask"].append([1] * head + sol_mask + [1] * (len(ids) - head - len(sol_mask)))
         out["prompt_length"].append(head)
         token_spans = []
         for a, b in e["mistake_spans"]:  # " Define <name> as BACK." in " " + solution: characters a .. b + 1

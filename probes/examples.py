@@ -1,14 +1,19 @@
 """Probing examples: (problem, token position, parameter or pair, label) for each probing task.
 
 Tasks (Part 2.1 §4, Part 2.2 §3; label definitions in `igsm.labels`):
-  nece(A), dep(A, B)                       at the end of the question (the <begin_solution> token: row 0)
+  nece(A)                                  at the end of the prompt (the <begin_solution> token: row 0), i.e. after
+                                           the question in pq and after the statement in qp
+  dep(A, B)                                at the end of the statement (its last "." token), before the question in
+                                           pq (Part 2.1 §4.1 fn. 16: dependencies are worked out before the question
+                                           is read); dep_position="prompt_end" reads it where nece is read instead
   known(A), value(A), can_next(A),
   nece_next(A)                             at the end of each solution sentence (its "." token: row t), and row 0
   regret(A)                                right after "Define A as" (the " as" token) of every step, taken-back
                                            mistakes included: 1 if A cannot be computed at that point (the step is
                                            a mistake), 0 if it can.
+Sequences are a model's prompt (`pretrain.tokenizer.layout`, the problem in its own p_format) and the solution.
 At most `per_task` (default 10, as in the papers) (position, parameter) choices per problem and task, drawn without
-replacement; the problem's template-hash split comes with each example.
+replacement; the problem's template-hash split (`igsm.split`) comes with each example.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from igsm.generator import derive_rng, generate
 from igsm.labels import UNKNOWN_VALUE, compute_labels
 from igsm.mistakes import insert_mistakes
 from igsm.problem import Problem
+from igsm.split import split_of
+from pretrain.tokenizer import Roles, layout
 
 TASKS: dict[str, int] = {  # task -> number of classes
     "nece": 2,
@@ -33,6 +40,7 @@ TASKS: dict[str, int] = {  # task -> number of classes
     "regret": 2,
 }
 STEP_TASKS = ("known", "value", "can_next", "nece_next")
+DEP_POSITIONS = ("statement_end", "prompt_end")  # the paper's (default), and the <begin_solution> token
 
 
 @dataclass
@@ -48,7 +56,7 @@ class ProbeExample:
 
 @dataclass
 class ProbeSet:
-    sequences: list[list[int]]  # token ids: <begin_problem> prompt <begin_solution> solution ...
+    sequences: list[list[int]]  # token ids: a model's prompt (`pretrain.tokenizer.layout`), then the solution
     examples: list[ProbeExample]
 
 
@@ -69,21 +77,38 @@ def _token_at(offsets: list[tuple[int, int]], char: int) -> int:
     raise ValueError(f"no token covers character {char}")
 
 
+def _statement_end(problem: Problem, offsets: list[tuple[int, int]]) -> int:
+    """Index, among the prompt's tokens, of the statement's closing "." (`offsets`: of the tokens of
+    `problem.prompt`). Fails if that "." shares its token with the text after it."""
+    prompt, statement = problem.prompt, problem.problem_text
+    if prompt.count(statement) != 1:
+        raise ValueError(f"the statement is not found once in the prompt {prompt!r}")
+    char = prompt.index(statement) + len(statement) - 1
+    k = _token_at(offsets, char)
+    if offsets[k][1] != char + 1:
+        raise ValueError(f"the statement's last '.' shares token {offsets[k]} with the text after it in {prompt!r}")
+    return k
+
+
 def problem_examples(
     problem: Problem,
     solution: str,
-    ids: list[int],
-    offsets: list[tuple[int, int]],
-    prompt_length: int,
+    tokenizer,
+    roles: Roles,
     rng: random.Random,
     seq: int,
-    split: str,
     tasks: tuple[str, ...],
     per_task: int,
-) -> list[ProbeExample]:
-    """The examples of one problem. `solution` is the text after <begin_solution> (without its leading space),
-    tokenized as " " + solution into `ids` / `offsets` (character offsets in " " + solution), which start at
-    `prompt_length` in the sequence."""
+    dep_position: str = "statement_end",
+) -> tuple[list[int], list[ProbeExample]]:
+    """(token ids, examples) of one problem: a model's prompt for `problem.prompt` followed by " " + `solution`
+    (the text after <begin_solution>, as the model writes it)."""
+    if dep_position not in DEP_POSITIONS:
+        raise ValueError(f"dep_position must be one of {DEP_POSITIONS}, got {dep_position!r}")
+    enc_p = tokenizer(problem.prompt, add_special_tokens=False, return_offsets_mapping=True)
+    prompt = layout(roles, enc_p.input_ids)
+    enc = tokenizer(" " + solution, add_special_tokens=False, return_offsets_mapping=True)
+    offsets, prompt_length = enc.offset_mapping, len(prompt)
     lab = compute_labels(problem)
     names = [problem.name(p) for p in lab.params]
     spans = sentence_spans(solution)
@@ -102,7 +127,10 @@ def problem_examples(
             row += 1
             correct_rows.append((prompt_length + _token_at(offsets, end + 1), row))
     question_pos = prompt_length - 1  # the <begin_solution> token
-    op = problem.n_op
+    # the prefix ending at prompt token k is the prompt of the first k + 1 tokens, less its <begin_solution>
+    statement_pos = len(layout(roles, enc_p.input_ids[: _statement_end(problem, enc_p.offset_mapping) + 1])) - 2
+    dep_pos = statement_pos if dep_position == "statement_end" else question_pos
+    op, split = problem.n_op, split_of(problem.hash_bin)
     out: list[ProbeExample] = []
 
     def pick(cands: list, k: int) -> list:
@@ -116,7 +144,7 @@ def problem_examples(
         elif task == "dep":
             pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
             for a, b in pick(pairs, per_task):
-                out.append(ProbeExample(seq, question_pos, task, (names[a], names[b]), int(lab.dep[a, b]), op, split))
+                out.append(ProbeExample(seq, dep_pos, task, (names[a], names[b]), int(lab.dep[a, b]), op, split))
         elif task in STEP_TASKS:
             points = [(question_pos, 0), *correct_rows]
             grid = [(pos, r, c) for pos, r in points for c in range(n)]
@@ -128,45 +156,30 @@ def problem_examples(
                 out.append(ProbeExample(seq, pos, task, (name,), label, op, split))
         else:
             raise ValueError(f"unknown probing task {task!r}; choose from {list(TASKS)}")
-    return out
+    return [*prompt, *enc.input_ids], out
 
 
 def build_probe_set(
     data: DataConfig,
     tokenizer,
-    roles,
+    roles: Roles,
     n_problems: int,
     tasks: tuple[str, ...] = tuple(TASKS),
     per_task: int = 10,
     seed: int = 0,
+    dep_position: str = "statement_end",
 ) -> ProbeSet:
-    """Examples from the training stream of `data` (all template bins, so the split comes from each problem's bin;
+    """Examples from the probing stream of `data` (all template bins, so the split comes from each problem's bin;
     give data with mistakes, e.g. retry at 0.5, so that the regret task sees real mistakes)."""
     rng = random.Random(seed)
     sequences, examples = [], []
     for i in range(n_problems):
         problem, solution = probe_problem(data, i)
-        prompt = [
-            roles.begin_problem,
-            *tokenizer(problem.prompt, add_special_tokens=False).input_ids,
-            roles.begin_solution,
-        ]
-        enc = tokenizer(" " + solution, add_special_tokens=False, return_offsets_mapping=True)
-        ids = [*prompt, *enc.input_ids]
-        split = "train" if problem.hash_bin <= 15 else "test"
-        examples += problem_examples(
-            problem,
-            solution,
-            enc.input_ids,
-            enc.offset_mapping,
-            len(prompt),
-            rng,
-            len(sequences),
-            split,
-            tasks,
-            per_task,
+        ids, ex = problem_examples(
+            problem, solution, tokenizer, roles, rng, len(sequences), tasks, per_task, dep_position
         )
         sequences.append(ids)
+        examples += ex
     return ProbeSet(sequences, examples)
 
 

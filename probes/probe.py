@@ -4,9 +4,10 @@
     python -m probes.probe checkpoint=... probe.generations=runs/.../eval/step_0004000/greedy/generations.jsonl
 
 For each task: a linear probe on every layer's state at the query's [END], trained on problems of the train template
-bins and scored on the test bins (positives and negatives apart); the same probes on a randomly initialised copy of
-the model; the majority answer; and a V-probe (rank-8 embedding update + linear head on the last layer). The
-regret probe of the best layer is saved as the detector that retry-upon-regret decoding (`probes.rur`) uses.
+bins and scored on the test bins (positives and negatives apart), the best layer chosen on a held-out slice of the
+train-bin problems; the same probes on a randomly initialised copy of the model; the majority answer; and a V-probe
+(rank-8 embedding update + linear head on the last layer). The regret probe of the best layer is saved as the
+detector that retry-upon-regret decoding (`probes.rur`) uses.
 Writes results.json, results.md and layers.png to <run>/probes/<checkpoint>/<probe.name>/.
 """
 
@@ -23,9 +24,9 @@ import torch
 from igsm.dataset import DataConfig, MistakeConfig
 from igsm.io import atomic_open
 from pretrain.config import store_schema
-from probes.examples import TASKS, ProbeSet, build_probe_set
-from probes.linear import fit, layerwise, majority, score
-from probes.regret import ProbeDetector, best_layer, regret_report
+from probes.examples import DEP_POSITIONS, TASKS, ProbeSet, build_probe_set
+from probes.linear import fit, majority, probe_layers, score
+from probes.regret import ProbeDetector, regret_report
 from probes.states import Markers, end_states, labels_of, probe_inputs
 from probes.vprobe import predict, train_vprobe
 
@@ -40,6 +41,9 @@ class ProbeConfig:
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     n_problems: int = 2000  # problems; their template bins split them into probe training and test
     per_task: int = 10  # (position, parameter) choices per problem and task (the papers)
+    # where dep(A, B) is read: statement_end, the statement's last "." (Part 2.1 §4.1 fn. 16: before the question
+    # in pq), or prompt_end, the <begin_solution> token after the whole prompt (where nece is read)
+    dep_position: str = "statement_end"
     batch_size: int = 32
     linear_c: float = 1.0  # inverse regularisation of the linear probes
     random_model: bool = True  # the control: the same probes on a randomly initialised model
@@ -59,6 +63,8 @@ class ProbeConfig:
         bad = [t for t in self.tasks if t not in TASKS]
         if bad:
             raise ValueError(f"probe.tasks: unknown {bad}; choose from {list(TASKS)}")
+        if self.dep_position not in DEP_POSITIONS:
+            raise ValueError(f"probe.dep_position must be one of {DEP_POSITIONS}, got {self.dep_position!r}")
         if self.n_problems < 2:
             raise ValueError(f"probe.n_problems must be >= 2, got {self.n_problems}")
         if "regret" in self.tasks and self.regret_mistakes.kind == "none":
@@ -94,16 +100,18 @@ def run_probes(model, tokenizer, roles, data: DataConfig, cfg: ProbeConfig, log=
     results, fitted = {}, {}
     for task in cfg.tasks:
         source = replace(data, mistakes=cfg.regret_mistakes) if task == "regret" else clean
-        pset = build_probe_set(source, tokenizer, roles, cfg.n_problems, (task,), cfg.per_task, cfg.seed)
+        pset = build_probe_set(
+            source, tokenizer, roles, cfg.n_problems, (task,), cfg.per_task, cfg.seed, cfg.dep_position
+        )
         inputs = probe_inputs(pset, tokenizer, markers)
         y = labels_of(pset.examples)
         tr, te = _split(pset)
         if not tr or not te:
             raise ValueError(f"task {task}: {len(tr)} training and {len(te)} test examples; raise probe.n_problems")
         log(f"{task}: {len(tr)} training / {len(te)} test examples, {np.mean(y[te] == 1):.1%} positive")
+        groups = [e.seq for e in pset.examples]  # the problem of each example
         states = end_states(model, inputs, cfg.batch_size)
-        layers = layerwise(states[tr], y[tr], states[te], y[te], task, cfg.linear_c)
-        best = best_layer(layers) if task in ("regret",) else max(layers, key=lambda s: s["accuracy"])["layer"]
+        layers, best, validation = probe_layers(states, y, tr, te, groups, task, cfg.linear_c, cfg.seed)
         probe = fit(states[tr, best], y[tr], cfg.linear_c) if len(np.unique(y[tr])) > 1 else None
         ops = [pset.examples[i].op for i in te]
         res = {
@@ -111,13 +119,15 @@ def run_probes(model, tokenizer, roles, data: DataConfig, cfg: ProbeConfig, log=
             "n_test": len(te),
             "majority": majority(y[tr], y[te], task),
             "linear": layers,
-            "best_layer": best,
+            "best_layer": best,  # chosen on a validation slice of the train-bin problems
+            "linear_validation": validation,
             "linear_by_op": per_op(probe.predict(states[te, best]), y[te], ops, task) if probe is not None else None,
         }
         del states
         if control is not None:
             cs = end_states(control, inputs, cfg.batch_size)
-            res["random_model_linear"] = layerwise(cs[tr], y[tr], cs[te], y[te], task, cfg.linear_c)
+            rnd, res["random_model_best_layer"], _ = probe_layers(cs, y, tr, te, groups, task, cfg.linear_c, cfg.seed)
+            res["random_model_linear"] = rnd
             del cs
         if cfg.vprobe:
             train_in, test_in = [inputs[i] for i in tr], [inputs[i] for i in te]
@@ -157,14 +167,15 @@ def markdown(results: dict, title: str) -> str:
     lines = [
         f"# {title}",
         "",
-        "Test-bin accuracy (%); for binary tasks: overall / on positives / on negatives.",
+        "Test-bin accuracy (%); for binary tasks: overall / on positives / on negatives. The best layer is chosen on a "
+        "validation slice of the train-bin problems.",
         "",
         "| task | majority | linear, best layer | linear, random model | V-probe | V-probe, random model |",
         "|---|---|---|---|---|---|",
     ]
     for task, r in results.items():
         best = r["linear"][r["best_layer"]]
-        rnd = max(r["random_model_linear"], key=lambda s: s["accuracy"]) if r.get("random_model_linear") else None
+        rnd = r["random_model_linear"][r["random_model_best_layer"]] if r.get("random_model_linear") else None
 
         def cell(s, task=task):
             if s is None:
@@ -209,15 +220,14 @@ def main() -> None:
     from omegaconf import DictConfig
 
     from pretrain.config import run_command, to_dataclass
-    from pretrain.evaluate import checkpoint_data, load_checkpoint
-    from pretrain.tokenizer import resolve_roles
+    from pretrain.evaluate import checkpoint_data, checkpoint_roles, load_checkpoint
 
     def run(cfg: DictConfig) -> None:
         pc = to_dataclass(ProbeConfig, cfg.probe)
         model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, pc.device, "fp32")
         data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
         data = to_dataclass(DataConfig, data_cfg)
-        roles = resolve_roles(tokenizer, dict(cfg.roles))
+        roles = checkpoint_roles(tokenizer, run_config, cfg.checkpoint)
         results, fitted = run_probes(model, tokenizer, roles, data, pc, log=lambda *a: print(*a, flush=True))
         ckpt = Path(cfg.checkpoint)
         out = (

@@ -1,9 +1,11 @@
 """The regret detector: from the model's own states, is the step it just wrote ("Define A as") a mistake?
 
-Two detectors share one interface, `detector(prompt_ids, generated_ids) -> bool`, which retry-upon-regret decoding
-(`pretrain.decode.decode_with_regret`) calls after every "Define A as":
-  PerfectDetector  the truth from the problem itself (Part 2.2's "100% detector" thought experiment);
+Two detectors share one interface, `detector(example, prompt_ids, generated_ids) -> bool`, which retry-upon-regret
+decoding (`pretrain.evaluate.evaluate_model` with `regret=`) calls after every "Define A as" the model writes for the
+dataset example `example` (its text fields):
+  PerfectDetector  the truth from the example's problem text (Part 2.2's "100% detector" thought experiment);
   ProbeDetector    a probe on the model's hidden states (Part 2.2 §3).
+Both fail loudly when they cannot read their input (a problem that does not parse, a step that is no "Define A as").
 `regret_report` measures a probe on a model's own generations: how often it flags the first wrong step of wrong
 solutions (Part 2.2: about 60%) and how often it agrees with the truth over all steps (about 99%).
 """
@@ -12,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from igsm import templates as T
 from igsm.parse import ProblemParseError, parse_problem
 from igsm.problem import Problem
+from pretrain.tokenizer import Roles, prompt_ids
 from probes.states import Markers, end_states, query_ids
 
 AS = T.AS.rstrip()  # " as"
@@ -51,30 +52,38 @@ def written_step(problem: Problem, previous: list[str], current: str) -> tuple[s
     return name, mistake
 
 
+def _last_step(tokenizer, generated: list[int]) -> tuple[list[str], str]:
+    """(complete sentences, the last one) of a generation that ends with "Define A as"; fails on anything else."""
+    sents = _sentences(tokenizer.decode(generated))
+    if defined_name(sents[-1]) is None:
+        raise ValueError(f"a regret detector was asked about {sents[-1]!r}, which does not start 'Define A as'")
+    return sents[:-1], sents[-1]
+
+
 class PerfectDetector:
-    """Regret from the problem's own labels (the verifier's reading of the problem)."""
+    """Regret from the problem's own labels (the verifier's reading of the example's problem text; the prompt ids
+    are not read, so it works whatever tokens play the roles)."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        self._problems: dict[tuple, Problem | None] = {}
+        self._problems: dict[str, Problem] = {}
         self.calls = self.flags = 0
 
-    def problem(self, prompt: list[int]) -> Problem | None:
-        key = tuple(prompt)
+    def problem(self, example: dict) -> Problem:
+        key = example["prompt"]
         if key not in self._problems:
-            text = self.tokenizer.decode(prompt, skip_special_tokens=True)
             try:
-                self._problems[key] = parse_problem(text)[0]
-            except ProblemParseError:
-                self._problems[key] = None
+                self._problems[key] = parse_problem(example["problem"], example["question"])[0]
+            except ProblemParseError as e:
+                raise ValueError(
+                    f"the perfect detector cannot read the problem of example {example.get('index')}: {e}"
+                ) from e
         return self._problems[key]
 
-    def __call__(self, prompt: list[int], generated: list[int]) -> bool:
-        problem = self.problem(prompt)
-        sents = _sentences(self.tokenizer.decode(generated))
-        step = written_step(problem, sents[:-1], sents[-1]) if problem is not None else None
+    def __call__(self, example: dict, prompt: list[int], generated: list[int]) -> bool:
+        previous, current = _last_step(self.tokenizer, generated)
+        _, flag = written_step(self.problem(example), previous, current)
         self.calls += 1
-        flag = bool(step and step[1])
         self.flags += flag
         return flag
 
@@ -98,9 +107,9 @@ class ProbeDetector:
         x = end_states(self.model, [seq], layers=[self.layer])[:, 0]
         return float(self.classifier.predict_proba(x)[0, list(self.classifier.classes_).index(1)])
 
-    def __call__(self, prompt: list[int], generated: list[int]) -> bool:
-        name = defined_name(_sentences(self.tokenizer.decode(generated))[-1]) or ""
-        flag = self.score(prompt[1:] + generated, name) > self.threshold  # probes saw no leading <end>
+    def __call__(self, example: dict, prompt: list[int], generated: list[int]) -> bool:
+        name = defined_name(_last_step(self.tokenizer, generated)[1])
+        flag = self.score(prompt + generated, name) > self.threshold
         self.calls += 1
         self.flags += flag
         return flag
@@ -122,30 +131,34 @@ def generation_points(problem: Problem, solution: str, tokenizer, prompt: list[i
     return out
 
 
-def regret_scores(detector: ProbeDetector, problem: Problem, solution: str, tokenizer, roles) -> list[tuple]:
+def regret_scores(detector: ProbeDetector, problem: Problem, solution: str, tokenizer, roles: Roles) -> list[tuple]:
     """(name, P(mistake), truly a mistake) for every "Define A as" of a solution to `problem`."""
-    prompt = [roles.begin_problem, *tokenizer(problem.prompt, add_special_tokens=False).input_ids, roles.begin_solution]
+    prompt = prompt_ids(tokenizer, roles, problem.prompt)
     return [
         (name, detector.score(prefix, name), mistake)
         for prefix, name, mistake in generation_points(problem, solution, tokenizer, prompt)
     ]
 
 
-def regret_report(detector: ProbeDetector, records: list[dict], tokenizer, roles) -> dict:
-    """The probe against the truth on a model's own generations (records of `pretrain.evaluate`)."""
+def regret_report(detector: ProbeDetector, records: list[dict], tokenizer, roles: Roles) -> dict:
+    """The probe against the truth on a model's own generations (records of `pretrain.evaluate`), each read on the
+    prompt the model was given (the record's `prompt` text, in its own p_format)."""
     first_flagged = first_total = 0
     agree = total = 0
     pos_ok = pos = 0
     for r in records:
+        if "prompt" not in r:
+            raise ValueError(
+                f"generation record {r.get('split')}/{r.get('index')} has no 'prompt' field (the text the model was "
+                "given); evaluate the checkpoint again with pretrain.evaluate"
+            )
         try:
-            problem = parse_problem(r["problem"], r["question"])[0]
-        except ProblemParseError:
-            continue
-        prompt = [
-            roles.begin_problem,
-            *tokenizer(" " + r["problem"] + " " + r["question"], add_special_tokens=False).input_ids,
-            roles.begin_solution,
-        ]
+            problem = parse_problem(r["prompt"])[0]
+        except ProblemParseError as e:
+            raise ValueError(
+                f"generation record {r.get('split')}/{r.get('index')}: its prompt does not parse: {e}"
+            ) from e
+        prompt = prompt_ids(tokenizer, roles, r["prompt"])
         points = generation_points(problem, r["generated_solution"], tokenizer, prompt)
         first = True
         for prefix, name, mistake in points:
@@ -167,13 +180,3 @@ def regret_report(detector: ProbeDetector, records: list[dict], tokenizer, roles
         "wrong_solutions_with_a_wrong_step": first_total,
         "first_wrong_step_flagged": first_flagged / first_total if first_total else None,
     }
-
-
-def best_layer(layer_scores: list[dict]) -> int:
-    """The layer whose probe has the best balanced accuracy (mean of positive and negative accuracy)."""
-
-    def balanced(s):
-        parts = [s.get("positive_accuracy"), s.get("negative_accuracy")]
-        return np.mean([p for p in parts if p is not None]) if any(p is not None for p in parts) else 0.0
-
-    return int(max(layer_scores, key=balanced)["layer"])

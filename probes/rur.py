@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from igsm.dataset import DataConfig
 from pretrain.aggregate import RUR_PREFIX
-from pretrain.evaluate import EvalConfig, checkpoint_data, evaluate_model, load_checkpoint, report
+from pretrain.evaluate import EvalConfig, checkpoint_data, checkpoint_roles, evaluate_model, load_checkpoint, report
 from probes.probe import load_detector
 from probes.regret import PerfectDetector
 
@@ -28,6 +28,7 @@ def main() -> None:
         ev = replace(to_dataclass(EvalConfig, cfg.eval), name=f"{RUR_PREFIX}{cfg.detector}")
         model, tokenizer, run_config = load_checkpoint(cfg.checkpoint, ev.device, ev.dtype)
         data_cfg = checkpoint_data(cfg.get("data"), run_config, cfg.checkpoint)
+        roles = checkpoint_roles(tokenizer, run_config, cfg.checkpoint)
         if cfg.detector == "perfect":
             detector = PerfectDetector(tokenizer)
         elif cfg.detector == "probe":
@@ -37,7 +38,7 @@ def main() -> None:
         else:
             raise ValueError(f"detector must be 'perfect' or 'probe', got {cfg.detector!r}")
         data = to_dataclass(DataConfig, data_cfg)
-        summary, records = evaluate_model(model, tokenizer, data, ev, regret=detector)
+        summary, records = evaluate_model(model, tokenizer, roles, data, ev, regret=detector)
         report(
             cfg.checkpoint,
             ev,

@@ -101,6 +101,47 @@ def test_the_verifier_decides_what_counts():
     assert s["back_per_correct"] == s["back_per_wrong"] > 0
 
 
+def test_roles_come_from_the_checkpoint_run_config(smoke_checkpoint, tmp_path):
+    """A model trained with other tokens in the roles (here ordinary byte tokens given as ids, as GPT-2's 222/223/224
+    are) is evaluated with its own roles, read from its run's config.yaml: no role flag exists or is needed. The
+    model is the smoke model with the special tokens' embedding rows moved to those ids, so it must decode the same."""
+    from omegaconf import OmegaConf
+
+    from pretrain.config import to_dataclass
+    from pretrain.evaluate import EvalConfig, checkpoint_roles, evaluate_model, load_checkpoint
+    from pretrain.tokenizer import Roles
+
+    model, tok, run_config = load_checkpoint(smoke_checkpoint, "cpu", "fp32")
+    default = checkpoint_roles(tok, run_config, smoke_checkpoint)
+    assert default == resolve_roles(tok, SPECIAL_TOKENS)
+    moved, _, _ = load_checkpoint(smoke_checkpoint, "cpu", "fp32")
+    ids = [tok.convert_tokens_to_ids(c) for c in "ĀāĂă"]  # bytes 0..3 of the byte-level alphabet: never in iGSM text
+    old = [default.begin_problem, default.begin_solution, default.begin_answer, default.end]
+    emb, out = moved.get_input_embeddings().weight, moved.get_output_embeddings().weight
+    with torch.no_grad():
+        for w in (emb,) if out.data_ptr() == emb.data_ptr() else (emb, out):
+            w[old + ids] = w[ids + old].clone()
+    run = tmp_path / "id_roles"
+    ckpt = run / "checkpoints" / "step_0000001"
+    moved.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    OmegaConf.update(run_config, "tokenizer.roles", dict(zip(Roles.__dataclass_fields__, ids, strict=True)))
+    OmegaConf.save(run_config, run / "config.yaml")
+
+    model2, tok2, run_config2 = load_checkpoint(ckpt, "cpu", "fp32")
+    roles = checkpoint_roles(tok2, run_config2, ckpt)
+    assert roles == Roles(*ids)
+    data = to_dataclass(DataConfig, run_config2.data)
+    ev = EvalConfig(name="ids", splits=[next(s for s in data.splits() if s != "train")], n=3)
+    ev.decode = DecodeConfig(max_length=300, batch_size=3)
+    _, theirs = evaluate_model(model2, tok2, roles, data, ev, progress=False)
+    _, ours = evaluate_model(model, tok, default, data, ev, progress=False)
+    assert [r["generated_solution"] for r in theirs] == [r["generated_solution"] for r in ours]
+    assert [r["correct"] for r in theirs] == [r["correct"] for r in ours] and any(r["generated_solution"] for r in ours)
+    with pytest.raises(ValueError, match="no run config with tokenizer.roles"):
+        checkpoint_roles(tok, None, "bare")
+
+
 def test_wilson_interval():
     assert wilson(0, 6) == (0.0, pytest.approx(0.390, abs=1e-3))
     lo, hi = wilson(50, 100)

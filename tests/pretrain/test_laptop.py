@@ -34,7 +34,7 @@ def test_laptop_check_learns_to_retrieve(composer, tmp_path):
     from omegaconf import OmegaConf
 
     from pretrain.decode import DecodeConfig
-    from pretrain.evaluate import EvalConfig, evaluate_model, load_checkpoint
+    from pretrain.evaluate import EvalConfig, checkpoint_roles, evaluate_model, load_checkpoint
     from pretrain.train import train
 
     cfg = composer("pretrain", ["+experiment=laptop_check", f"out_root={tmp_path / 'data'}"])
@@ -43,7 +43,7 @@ def test_laptop_check_learns_to_retrieve(composer, tmp_path):
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [m["loss"] for m in metrics if "loss" in m]
     assert losses[-1] < 0.5, losses  # the phase change happened
-    model, tok, _ = load_checkpoint(final["checkpoint"])
+    model, tok, run_config = load_checkpoint(final["checkpoint"])
     ev = EvalConfig(splits=["test_seen_op1"], n=64, decode=DecodeConfig(max_length=512))
-    summary, _ = evaluate_model(model, tok, run.data, ev, progress=False)
+    summary, _ = evaluate_model(model, tok, checkpoint_roles(tok, run_config, "laptop_check"), run.data, ev, progress=False)
     assert summary["test_seen_op1"]["accuracy"] >= 0.2, summary["test_seen_op1"]

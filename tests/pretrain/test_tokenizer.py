@@ -13,6 +13,7 @@ from pretrain.tokenizer import (
     SPECIAL_TOKENS,
     TokenizerConfig,
     encode_batch,
+    layout,
     prompt_ids,
     resolve_roles,
     train_tokenizer,
@@ -58,6 +59,7 @@ def test_sequence_layout_and_masks(smoke_tokenizer):
         p = none["prompt_length"][k]
         assert ids[0] == roles.begin_problem and ids[p - 1] == roles.begin_solution and ids[-1] == roles.end
         assert tok.decode(ids[1 : p - 1]) == e["prompt"]
+        assert prompt_ids(tok, roles, e["prompt"]) == [roles.end, *ids[:p]]  # a model's prompt: the same layout
         a = ids.index(roles.begin_answer)
         assert tok.decode(ids[p:a]) == " " + e["solution"] and tok.decode(ids[a + 1 : -1]) == f" {e['answer']}"
         assert all(none["loss_mask"][k])
@@ -68,6 +70,8 @@ def test_sequence_layout_and_masks(smoke_tokenizer):
         spans = none["mistake_token_spans"][k]
         assert [tok.decode(ids[a:b]) for a, b in spans] == [f" {T.back_sentence(n)}." for n in e["mistake_params"]]
     assert prompt_ids(tok, roles, "x")[:2] == [roles.end, roles.begin_problem]
+    with pytest.raises(ValueError, match="needs its answer"):
+        layout(roles, [1], [2])
 
 
 def test_roles_by_id_and_bad_roles(smoke_tokenizer):

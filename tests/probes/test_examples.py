@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
+
+import pytest
 
 from igsm.dataset import DataConfig, MistakeConfig
 from igsm.parse import parse_problem
-from pretrain.tokenizer import SPECIAL_TOKENS, resolve_roles
+from igsm.split import split_of
+from pretrain.tokenizer import SPECIAL_TOKENS, prompt_ids, resolve_roles
 from probes.examples import TASKS, build_probe_set, problem_examples, sentence_spans
 from tests.conftest import HAND_QUESTION, HAND_STATEMENT
 
@@ -19,14 +23,12 @@ SOLUTION = (
 )
 
 
-def hand_examples(tokenizer, tasks, per_task=1000):
+def hand_examples(tokenizer, tasks, per_task=1000, p_format="pq", dep_position="statement_end"):
     (problem,) = parse_problem(HAND_STATEMENT, HAND_QUESTION)
+    problem = replace(problem, p_format=p_format)
     roles = resolve_roles(tokenizer, SPECIAL_TOKENS)
-    prompt = [roles.begin_problem, *tokenizer(problem.prompt, add_special_tokens=False).input_ids, roles.begin_solution]
-    enc = tokenizer(" " + SOLUTION, add_special_tokens=False, return_offsets_mapping=True)
-    ids = prompt + enc.input_ids
-    ex = problem_examples(
-        problem, SOLUTION, enc.input_ids, enc.offset_mapping, len(prompt), random.Random(0), 0, "test", tasks, per_task
+    ids, ex = problem_examples(
+        problem, SOLUTION, tokenizer, roles, random.Random(0), 0, tasks, per_task, dep_position=dep_position
     )
     return problem, ids, ex
 
@@ -60,9 +62,9 @@ def test_step_and_question_positions(smoke_tokenizer):
     roles = resolve_roles(smoke_tokenizer, SPECIAL_TOKENS)
     for e in ex:
         tok = ids[e.position]
-        if e.task in ("nece", "dep"):
+        if e.task == "nece":
             assert tok == roles.begin_solution
-        else:
+        elif e.task != "dep":
             assert tok == roles.begin_solution or smoke_tokenizer.decode([tok]) == "."
     # after the 2nd correct step (Lisbon's Lakeview Park): both Lisbon parks known, Lisbon's Park computable
     start = ids.index(roles.begin_solution)
@@ -95,4 +97,23 @@ def test_probe_set_caps_and_splits(smoke_tokenizer):
         assert ps.sequences[e.seq][e.position] is not None and 0 <= e.label < TASKS[e.task]
     assert max(per.values()) <= 3
     assert {e.split for e in ps.examples} == {"train", "test"}
+    assert all(ps.sequences[e.seq][0] == roles.end for e in ps.examples)  # a model's prompt, as in decoding
     assert any(e.task == "regret" and e.label == 1 for e in ps.examples)
+
+
+@pytest.mark.parametrize("p_format", ["pq", "qp"])
+def test_dep_is_read_at_the_end_of_the_statement(smoke_tokenizer, p_format):
+    """Part 2.1 §4.1 fn. 16: dep(A, B) at the statement's last '.', before the question in pq; the text up to there
+    is a prefix of the model's prompt (the problem in its own layout)."""
+    problem, ids, ex = hand_examples(smoke_tokenizer, ("dep",), p_format=p_format)
+    roles = resolve_roles(smoke_tokenizer, SPECIAL_TOKENS)
+    prompt = prompt_ids(smoke_tokenizer, roles, problem.prompt)
+    assert ids[: len(prompt)] == prompt
+    (pos,) = {e.position for e in ex}
+    assert {e.split for e in ex} == {split_of(problem.hash_bin)}
+    read = smoke_tokenizer.decode(ids[2 : pos + 1])  # after <end> <begin_problem>
+    assert read == (" " + HAND_STATEMENT if p_format == "pq" else f" {HAND_QUESTION} {HAND_STATEMENT}")
+    _, ids, ex = hand_examples(smoke_tokenizer, ("dep",), p_format=p_format, dep_position="prompt_end")
+    assert {ids[e.position] for e in ex} == {roles.begin_solution}  # the option: where nece is read
+    with pytest.raises(ValueError, match="dep_position must be one of .* got 'question'"):
+        hand_examples(smoke_tokenizer, ("dep",), dep_position="question")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pretrain.model import ModelConfig, build_model
-from probes.linear import layerwise, majority, score
+from probes.linear import layerwise, majority, probe_layers, score, validation_split
 from probes.states import Markers, end_states, query_ids
 from probes.vprobe import predict, train_vprobe
 
@@ -23,6 +23,30 @@ def test_planted_linear_signal_is_recovered():
     scores = layerwise(states[:900], y[:900], states[900:], y[900:], "can_next")
     assert scores[1]["accuracy"] > 0.95 and 0.35 < scores[0]["accuracy"] < 0.65
     assert scores[1]["positive_accuracy"] > 0.9 and scores[1]["negative_accuracy"] > 0.9
+
+
+def test_best_layer_is_chosen_off_test():
+    """In the training problems layer 1 carries the signal cleanly and layer 2 noisily; in the test problems layer 1
+    is noise. The layer is chosen on held-out training problems (1) and reported with its test score, even though
+    layer 2 scores better on test: choosing on test would report an optimistic number."""
+    rng = np.random.default_rng(0)
+    n_train, n_test, d = 800, 400, 16
+    w = rng.normal(size=d)
+    signal = rng.normal(size=(n_train + n_test, d))
+    y = (signal @ w > 0).astype(int)
+    states = rng.normal(size=(n_train + n_test, 3, d))
+    states[:n_train, 1] = signal[:n_train]
+    states[:, 2] = signal + 1.5 * rng.normal(size=signal.shape)
+    train, test = list(range(n_train)), list(range(n_train, n_train + n_test))
+    groups = [i // 4 for i in range(n_train + n_test)]  # four examples per problem
+    layers, best, validation = probe_layers(states, y, train, test, groups, "can_next")
+    assert best == 1 and validation[1]["accuracy"] > 0.95
+    assert max(layers, key=lambda s: s["accuracy"])["layer"] == 2 and layers[best]["accuracy"] < 0.7
+    fit_idx, val_idx = validation_split(train, groups)
+    assert sorted(fit_idx + val_idx) == train and not {groups[i] for i in fit_idx} & {groups[i] for i in val_idx}
+    assert len(val_idx) == pytest.approx(0.2 * n_train, abs=4)
+    with pytest.raises(ValueError, match="1 training problem"):
+        validation_split([0, 1], [5, 5])
 
 
 def test_scores_and_majority():

@@ -38,18 +38,28 @@ def test_written_step():
     assert written_step(p, [], "so a = 5") is None
 
 
-def test_perfect_detector(smoke_tokenizer):
+def test_perfect_detector_reads_the_example_whatever_the_role_ids(smoke_tokenizer):
+    """Roles given as ids of ordinary tokens (as GPT-2's 222/223 are) make the prompt ids decode to text that does not
+    parse; the detector takes the problem from the example, so it still judges, and it fails loudly on what it
+    cannot read."""
     tok = smoke_tokenizer
-    roles = resolve_roles(tok, SPECIAL_TOKENS)
+    roles = resolve_roles(tok, {"begin_problem": 222, "begin_solution": 223, "begin_answer": 224, "end": 0})
+    assert not tok.convert_ids_to_tokens(222).startswith("<|")  # an ordinary token, as in GPT-2
+    prompt_text = f" {STATEMENT} {QUESTION}"
+    example = {"index": 0, "prompt": prompt_text, "problem": STATEMENT, "question": QUESTION}
+    prompt = prompt_ids(tok, roles, prompt_text)
     det = PerfectDetector(tok)
-    prompt = prompt_ids(tok, roles, f" {STATEMENT} {QUESTION}")
 
-    def ask(text):
-        return det(prompt, tok(" " + text, add_special_tokens=False).input_ids)
+    def ask(text, ex=example):
+        return det(ex, prompt, tok(" " + text, add_special_tokens=False).input_ids)
 
     assert ask("Define Lisbon's Park as") and not ask("Define Lisbon's Riverside Park as")
     assert not ask("Define Lisbon's Riverside Park as a; so a = 5. Define Lisbon's Lakeview Park as")
     assert det.calls == 3 and det.flags == 1
+    with pytest.raises(ValueError, match="does not start 'Define A as'"):
+        ask("Define Lisbon's Riverside Park as a; so a = 5. so a")
+    with pytest.raises(ValueError, match="cannot read the problem of example 7"):
+        ask("Define Lisbon's Park as", {"index": 7, "prompt": " x", "problem": "Nonsense.", "question": QUESTION})
 
 
 class ScriptedLM(torch.nn.Module):
@@ -119,15 +129,41 @@ def test_regret_report_counts_against_the_truth(smoke_tokenizer):
     model = build_model(ModelConfig(n_layer=1, n_head=1, head_dim=16), len(tok)).eval()
     markers = Markers.for_model(model, len(tok))
     wrong = "Define Lisbon's Park as c; so c = 0. " + GOOD  # first step is a mistake
+    prompt = f" {STATEMENT} {QUESTION}"
     records = [
-        {"problem": STATEMENT, "question": QUESTION, "generated_solution": GOOD, "correct": True},
-        {"problem": STATEMENT, "question": QUESTION, "generated_solution": wrong, "correct": False},
+        {"prompt": prompt, "problem": STATEMENT, "question": QUESTION, "generated_solution": GOOD, "correct": True},
+        {"prompt": prompt, "problem": STATEMENT, "question": QUESTION, "generated_solution": wrong, "correct": False},
     ]
     yes = regret_report(ProbeDetector(model, tok, markers, Always(0.9), 1), records, tok, roles)
     assert yes["steps"] == 7 and yes["mistaken_steps"] == 2  # the early Lisbon's Park, and its repetition
     assert yes["step_accuracy"] == pytest.approx(2 / 7) and yes["first_wrong_step_flagged"] == 1.0
     no = regret_report(ProbeDetector(model, tok, markers, Always(0.1), 1), records, tok, roles)
     assert no["step_accuracy"] == pytest.approx(5 / 7) and no["first_wrong_step_flagged"] == 0.0
+    with pytest.raises(ValueError, match="no 'prompt' field"):
+        regret_report(ProbeDetector(model, tok, markers, Always(0.1), 1), [{"split": "x", "index": 0}], tok, roles)
+
+
+@pytest.mark.parametrize("p_format", ["pq", "qp"])
+def test_regret_report_reads_the_prompt_the_model_was_given(smoke_tokenizer, p_format):
+    """A qp model is probed on its qp prompt: the probe's prefixes start with the model's own prompt."""
+    tok = smoke_tokenizer
+    roles = resolve_roles(tok, SPECIAL_TOKENS)
+    model = build_model(ModelConfig(n_layer=1, n_head=1, head_dim=16), len(tok)).eval()
+    prompt = f" {STATEMENT} {QUESTION}" if p_format == "pq" else f" {QUESTION} {STATEMENT}"
+    seen = []
+
+    class Recording(ProbeDetector):
+        def score(self, prefix, name):
+            seen.append(prefix)
+            return 0.0
+
+    record = {"prompt": prompt, "problem": STATEMENT, "question": QUESTION, "generated_solution": GOOD, "correct": True}
+    report = regret_report(
+        Recording(model, tok, Markers.for_model(model, len(tok)), Always(0.1), 1), [record], tok, roles
+    )
+    expected = prompt_ids(tok, roles, prompt)
+    assert report["steps"] == 3 and len(seen) == 3
+    assert all(p[: len(expected)] == expected for p in seen)
 
 
 def test_regret_decoding_without_regret_is_greedy(smoke_checkpoint, smoke_tokenizer):

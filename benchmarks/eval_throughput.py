@@ -4,7 +4,8 @@
     python benchmarks/eval_throughput.py --checkpoint runs/.../checkpoints/step_0100000 --n 4096 --batch 512
     python benchmarks/eval_throughput.py --model gpt2-12-12 --n 256 --batch 64 --new-tokens 400   # random weights
 
-Prompts are med op=23 test problems (the papers' hardest med split). With a trained checkpoint, generation stops at
+Prompts are med op=23 test problems (the papers' hardest med split), or with --checkpoint its own world's last test
+split (--split picks another). With a trained checkpoint, generation stops at
 <end>; with random weights (--model) every sequence generates exactly --new-tokens tokens in both decoders.
 """
 
@@ -48,12 +49,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", help="a trained save_pretrained folder (with its tokenizer)")
     ap.add_argument("--model", default="gpt2-12-12", help="conf/model name for random weights (no --checkpoint)")
-    ap.add_argument("--tokenizer", default="data/tokenizers/igsm-bpe4096-n20000-s0", help="with --model")
+    ap.add_argument("--tokenizer", help="with --model (default: the med tokenizer `make data` caches)")
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=400, help="random weights: tokens generated per problem")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--split", help="test split (default: med test_op23, or the checkpoint's last test split)")
     ap.add_argument("--out", help="append the result as a JSON line")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -69,14 +71,24 @@ def main() -> None:
         roles = checkpoint_roles(tok, run_config(args.checkpoint), args.checkpoint)
         eos = True
     else:
-        tok = load_tokenizer(args.tokenizer)
+        from pretrain.data import BuildConfig
+
+        tok = load_tokenizer(args.tokenizer or BuildConfig().tokenizer_path)
         torch.manual_seed(0)
         model_cfg = to_dataclass(RunConfig, compose("pretrain", [f"model={args.model}"])).model
         model = build_model(model_cfg, len(tok)).to(device=device, dtype=dtype).eval()
         roles = resolve_roles(tok, SPECIAL_TOKENS)  # igsm-lab's own tokenizer (--tokenizer) and its roles
         eos = False
-    data = DataConfig(test_ops=[23])
-    prompts = [prompt_ids(tok, roles, make_example(data, "test_op23", i)["prompt"]) for i in range(args.n)]
+    if args.checkpoint:  # problems of the checkpoint's own world
+        from omegaconf import OmegaConf
+
+        data = to_dataclass(DataConfig, OmegaConf.create(run_config(args.checkpoint)["data"]))
+        split = args.split or [s for s in data.splits() if s != "train"][-1]
+    else:
+        data, split = DataConfig(test_ops=[23]), args.split or "test_op23"
+    if split not in data.splits():
+        raise SystemExit(f"error: --split {split!r} is not a split of data {data.name!r} ({list(data.splits())})")
+    prompts = [prompt_ids(tok, roles, make_example(data, split, i)["prompt"]) for i in range(args.n)]
     longest = max(len(p) for p in prompts)
     # random weights: stop on a padding row of the embedding (never a real token), so lengths are fixed
     end = roles.end if eos else model.config.vocab_size - 1

@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from igsm.config import GenConfig
+from igsm.config import PRESETS, GenConfig
 from igsm.generator import derive_rng, generate, reask
 from igsm.mistakes import KINDS, insert_mistakes
 from igsm.vocab import Vocabulary
@@ -82,8 +82,8 @@ class DataConfig:
     """
 
     name: str = "med"
-    max_op: int = 15
-    max_edge: int = 20
+    max_op: int = PRESETS["med"]["max_op"]
+    max_edge: int = PRESETS["med"]["max_edge"]
     op_dist: str = "light"
     p_format: str = "pq"
     perm_level: int = 5

@@ -17,6 +17,11 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from igsm.config import PRESETS
+
+# The papers' preset numbers live in igsm.config.PRESETS; a yaml names them as ${igsm_preset:hard,max_op}.
+OmegaConf.register_new_resolver("igsm_preset", lambda name, key: PRESETS[name][key], replace=True)
+
 T = TypeVar("T")
 
 

@@ -46,7 +46,7 @@ if [[ -n $CPU ]]; then  # tiny sizes: the whole script in a minute or two on a l
     TOKENIZER=smoke
     EVAL_ARGS="--model smoke --n 4 --batch 2 --new-tokens 8 --repeats 1"
     MINI_RUN="+experiment=smoke train.device=cpu train.steps=1000 train.log_every=2 train.ckpt_every=100000"
-    MINI_SECONDS=20
+    MINI_SECONDS=10
     PART_LIMIT=300
 else
     SMOKE_ARGS=""

@@ -123,9 +123,9 @@ def fuse_qkv(model: nn.Module) -> nn.Module:
     return model
 
 
-def add_lora(model: nn.Module, spec: AdapterSpec, base: str | Path):
-    """`model` (a plain checkpoint of ours, loaded from `base`) with trainable LoRA adapters of `spec`, everything
-    else frozen; `base` is recorded in the adapter's config (peft's `base_model_name_or_path`)."""
+def add_lora(model: nn.Module, spec: AdapterSpec, base: str | Path | None = None):
+    """`model` (a plain model of ours, changed in place) with trainable LoRA adapters of `spec`, everything else
+    frozen; `base`, the checkpoint it was loaded from, is recorded in the adapter's config (`base_model_name_or_path`)."""
     from peft import LoraConfig, get_peft_model
 
     split_qkv(model)
@@ -138,14 +138,14 @@ def add_lora(model: nn.Module, spec: AdapterSpec, base: str | Path):
         rank_pattern={emb_name: spec.embedding_rank},
         alpha_pattern={emb_name: spec.embedding_rank},
         lora_dropout=0.0,  # the papers' models have no dropout
-        base_model_name_or_path=str(Path(base).resolve()),
+        base_model_name_or_path=str(Path(base).resolve()) if base is not None else None,
     )
-    with _quiet():
+    with quiet_peft():
         return get_peft_model(model, config)
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_peft():
     """peft's warnings that do not apply: the tied head is left unadapted on purpose (module doc), and a transformers
     deprecation peft triggers."""
     with warnings.catch_warnings():
@@ -177,7 +177,7 @@ def load_adapter(checkpoint: str | Path, trainable: bool = False, dtype: torch.d
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(adapter_base(checkpoint), dtype=dtype)
-    with _quiet():
+    with quiet_peft():
         return PeftModel.from_pretrained(split_qkv(model), str(checkpoint), is_trainable=trainable)
 
 

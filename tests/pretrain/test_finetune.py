@@ -55,7 +55,9 @@ def lora_run(smoke_checkpoint, smoke_out_root, tmp_path_factory):
 def test_lora_changes_only_the_adapters(lora_run, smoke_checkpoint):
     run, model = lora_run
     base = AutoModelForCausalLM.from_pretrained(smoke_checkpoint).state_dict()
-    trained = fuse_qkv(copy.deepcopy(model).unload()).state_dict()  # the base layers as training left them, adapters removed
+    trained = fuse_qkv(
+        copy.deepcopy(model).unload()
+    ).state_dict()  # the base layers as training left them, adapters removed
     assert trained.keys() == base.keys()
     assert all(torch.equal(trained[k], base[k]) for k in base)  # bit-identical
     ckpt = run / "checkpoints" / "step_0000004"

@@ -168,6 +168,15 @@ def test_evaluate_and_aggregate_read_a_finetune_run(lora_run):
     report(str(ckpt), ev, data, summary, records)
     (row,) = aggregate(run.parent)["rows"]
     assert row["model"] == "smoke+qv2e4" and row["data"] == "retry0.2" and row["runs"] == {"4": 1}
+    assert row["finetune"] == "qv2e4" and "smoke+qv2e4" in row["label"]
+
+
+def test_a_finetune_row_never_shows_a_pretraining_number():
+    from pretrain.aggregate import paper_value
+
+    entries = [{"setting": "med", "data": "retry0.2", "decoding": "greedy", "accuracy": {"23": 80.0}}]
+    assert paper_value(entries, "med", "retry0.2", "23", "greedy") == 80.0  # pretrained on retry0.2
+    assert paper_value(entries, "med", "retry0.2", "23", "greedy", finetune="qv4e8") is None
 
 
 def test_bad_input_names_the_value(composer, smoke_checkpoint, smoke_out_root, tmp_path):

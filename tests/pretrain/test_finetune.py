@@ -179,6 +179,16 @@ def test_a_finetune_row_never_shows_a_pretraining_number():
     assert paper_value(entries, "med", "retry0.2", "23", "greedy", finetune="qv4e8") is None
 
 
+def test_the_med_grid_has_the_papers_fig7_numbers_beside_it():
+    from pretrain.aggregate import paper_value, published
+
+    grid = OmegaConf.load(CONF / "experiment" / "finetune_grid_med.yaml").hydra.sweeper.params
+    for method in grid["finetune.method"].split(","):
+        for tag in grid["mistakes"].split(","):
+            assert paper_value(published(), "med", tag, "op<=15", None, finetune=method) is not None, (method, tag)
+    assert paper_value(published(), "med", "retry0.2", "23", None, finetune="qv4e8") == 63.3  # P22 Fig. 7
+
+
 def test_bad_input_names_the_value(composer, smoke_checkpoint, smoke_out_root, tmp_path):
     for method, words in (("qv0e8", "ranks must be >= 1"), ("qx4e8", "does not exist"), ("lora", "no adapter name")):
         with pytest.raises(ValueError, match=f"{method}.*{words}"):

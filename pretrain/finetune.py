@@ -8,8 +8,8 @@ with the training loop of pretraining.
     python -m pretrain.finetune checkpoint=<ckpt> ... finetune.train.resume=true        # continue a stopped run
 
 The checkpoint's run config gives the data world, the tokenizer (the checkpoint's own) and its roles, and the model;
-`data.*` and the `mistakes` group change the data (default: clean), the `finetune` group (conf/finetune/) gives the
-method and the training recipe. A finetune is a run like any other (`pretrain.train.train` with the checkpoint as
+the `mistakes` group (default: clean), `data.mistakes.*` and `+data.<key>=...` change the data; the `finetune` group
+(conf/finetune/) gives the method and the training recipe, with a fresh optimizer and schedule. A finetune is a run like any other (`pretrain.train.train` with the checkpoint as
 its first model): runs/<run_name> with config.yaml, metrics.jsonl and checkpoints that `pretrain.evaluate`,
 `probes.*` and `pretrain.aggregate` read unchanged. A LoRA run's checkpoints hold peft adapters naming their base
 checkpoint; `python -m pretrain.finetune_export <ckpt> <out>` writes the merged model.
@@ -66,7 +66,8 @@ class FinetuneRunConfig:
 
     checkpoint: str = MISSING  # a save_pretrained checkpoint written by pretrain.train (or by another finetune)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    data: dict[str, Any] = field(default_factory=dict)  # changes to the checkpoint's data config (the mistakes group)
+    # changes to the checkpoint's data config: the mistakes group, data.mistakes.*, +data.<key>=<value>
+    data: dict[str, Any] = field(default_factory=dict)
     out_root: str = "data"  # saved datasets (train.source=dataset) are cached here
     run_name: str = (
         "ft_${finetune.name}_${finetune.method}_${data.mistakes.kind}${data.mistakes.rate}"
@@ -137,8 +138,13 @@ def first_model(cfg: FinetuneRunConfig, roles: dict):
 
 def finetune(cfg: FinetuneRunConfig, run_dir: Path) -> dict:
     """Finetune `cfg.checkpoint` in `run_dir` (resuming if `finetune.train.resume`); returns the final metrics."""
+    from pretrain.checkpoint import latest_checkpoint
     from pretrain.train import train
 
+    if latest_checkpoint(run_dir) and not cfg.finetune.train.resume:
+        raise FileExistsError(
+            f"{run_dir} already has checkpoints: add finetune.train.resume=true, or choose another run_name"
+        )
     run = run_config_for(cfg)
     resolved = OmegaConf.to_yaml(
         {**asdict(run), "finetune": {**asdict(cfg.finetune), "checkpoint": str(Path(cfg.checkpoint).resolve())}}

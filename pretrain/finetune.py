@@ -24,7 +24,7 @@ from typing import Any
 from omegaconf import MISSING, OmegaConf
 
 from igsm.dataset import DataConfig
-from pretrain.adapters import AdapterSpec, add_lora
+from pretrain.adapters import AdapterSpec, add_lora, is_adapter
 from pretrain.config import run_command, store_schema, to_dataclass
 from pretrain.model import ModelConfig, check_vocab
 from pretrain.tokenizer import TokenizerConfig, resolve_roles
@@ -86,6 +86,11 @@ def base_config(checkpoint: str | Path):
     from pretrain.checkpoint import run_config
 
     path = Path(checkpoint)
+    if is_adapter(path):
+        raise ValueError(
+            f"checkpoint={checkpoint} is a LoRA adapter: merge it first (python -m pretrain.finetune_export "
+            f"{checkpoint} <out>) and finetune the export"
+        )
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"checkpoint={checkpoint}: not a save_pretrained checkpoint (no config.json)")
     model_type = json.loads((path / "config.json").read_text()).get("model_type")

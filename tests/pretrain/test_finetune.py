@@ -189,13 +189,15 @@ def test_the_med_grid_has_the_papers_fig7_numbers_beside_it():
     assert paper_value(published(), "med", "retry0.2", "23", None, finetune="qv4e8") == 63.3  # P22 Fig. 7
 
 
-def test_bad_input_names_the_value(composer, smoke_checkpoint, smoke_out_root, tmp_path):
+def test_bad_input_names_the_value(composer, smoke_checkpoint, smoke_out_root, lora_run, tmp_path):
     for method, words in (("qv0e8", "ranks must be >= 1"), ("qx4e8", "does not exist"), ("lora", "no adapter name")):
         with pytest.raises(ValueError, match=f"{method}.*{words}"):
             ft_config(composer, smoke_checkpoint, smoke_out_root, f"finetune.method={method}")
     run = lambda ckpt: finetune(ft_config(composer, ckpt, smoke_out_root), tmp_path / "run")  # noqa: E731
     with pytest.raises(FileNotFoundError, match="no config.json"):
         run(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="is a LoRA adapter: merge it first"):
+        run(lora_run[0] / "checkpoints" / "step_0000004")
     bare = tmp_path / "bare"  # a GPT-NeoX save_pretrained folder with no run config: not ours
     AutoModelForCausalLM.from_pretrained(smoke_checkpoint).save_pretrained(bare)
     with pytest.raises(ValueError, match=f"checkpoint={bare} is not a checkpoint of ours"):
@@ -222,3 +224,22 @@ def test_every_finetune_experiment_composes(composer, name):
         [f"+experiment={name}", "checkpoint=x"],
     )
     assert to_dataclass(FinetuneRunConfig, cfg).finetune.train.total_steps > 0
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_the_make_target_of_the_grid_composes(composer):
+    import shlex
+    import subprocess
+
+    r = subprocess.run(
+        ["make", "-n", "--no-print-directory", "cpu-finetune-grid", "EXP=smoke", "FT_ARGS=finetune=smoke"],
+        cwd=CONF.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (line,) = [x for x in r.stdout.splitlines() if "-m pretrain.finetune" in x]
+    words = shlex.split(line.replace("$(cat runs/cpu/smoke/checkpoints/latest)", "NEWEST"))
+    overrides = [w for w in words[3:] if not w.startswith(("-m", "hydra."))]
+    assert "checkpoint=runs/cpu/smoke/checkpoints/NEWEST" in overrides
+    assert to_dataclass(FinetuneRunConfig, composer("finetune", overrides)).finetune.name == "smoke"

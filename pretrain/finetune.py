@@ -64,7 +64,7 @@ class FinetuneConfig:
 class FinetuneRunConfig:
     """`python -m pretrain.finetune` (conf/finetune.yaml)."""
 
-    checkpoint: str = MISSING  # a save_pretrained checkpoint written by pretrain.train (or by another finetune)
+    checkpoint: str = MISSING  # a checkpoint of pretrain.train, of a full finetune, or a LoRA one merged by finetune_export
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     # changes to the checkpoint's data config: the mistakes group, data.mistakes.*, +data.<key>=<value>
     data: dict[str, Any] = field(default_factory=dict)

@@ -76,8 +76,9 @@ def load_model(checkpoint: str | Path, trainable: bool = False, dtype: torch.dty
 
     path = Path(checkpoint)
     if is_adapter(path):
-        peft_model = load_adapter(path, trainable, dtype)
-        return peft_model if trainable else merge(peft_model)
+        if trainable:
+            return load_adapter(path, True, dtype)
+        return merge(load_adapter(path)).to(dtype)  # merged in fp32, rounded once
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} is not a save_pretrained checkpoint (no config.json nor adapter_config.json)")
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)

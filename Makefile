@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install data test lint bench clean cpu-pipeline cpu-train cpu-eval cpu-probe cpu-rur cpu-aggregate
+.PHONY: install data test lint bench clean cpu-pipeline cpu-train cpu-eval cpu-probe cpu-rur cpu-aggregate cpu-finetune-grid
 
 # A local virtual environment with torch pinned to 2.13.0 (a CPU wheel here) before anything else can pull CUDA.
 $(STAMP): pyproject.toml
@@ -59,6 +59,13 @@ cpu-rur: $(STAMP)
 
 cpu-aggregate: $(STAMP)
 	$(PY) -m pretrain.aggregate runs/cpu
+
+# Part 2.2 Fig. 7 on a CPU: the $(EXP) run's newest checkpoint finetuned on retry data 0.2 (with and without mask) by
+# LoRA qv4e8 ... qv256e512 and by full finetuning, 16 runs of the laptop recipe; e.g. a tiny budget:
+#   make cpu-finetune-grid EXP=smoke FT_ARGS="finetune=smoke finetune.train.steps=2"
+FT_ARGS    ?=
+cpu-finetune-grid: $(STAMP)
+	$(PY) -m pretrain.finetune -m +experiment=finetune_grid_laptop checkpoint=$(CKPT) hydra.sweep.dir=runs/cpu/finetune_grid_$(EXP) $(FT_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -61,10 +61,9 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if args.checkpoint:
-        from transformers import AutoModelForCausalLM
+        from pretrain.checkpoint import load_model, run_config
 
-        model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=dtype).to(device).eval()
-        from pretrain.checkpoint import run_config
+        model = load_model(args.checkpoint, dtype=dtype).to(device).eval()
         from pretrain.evaluate import checkpoint_roles
 
         tok = load_tokenizer(args.checkpoint)

@@ -57,15 +57,31 @@ def method(decoding: str) -> str | None:
 def variant(config) -> dict:
     m = config.data.mistakes
     tag = MistakeConfig(m.kind, m.rate, m.include_current, m.mask).tag
-    return {"setting": config.data.name, "data": tag, "model": config.model.name, "seed": config.train.seed}
+    finetune = OmegaConf.select(config, "finetune.method")  # a pretrain.finetune run: on `data` after pretraining
+    return {
+        "setting": config.data.name,
+        "data": tag,
+        "model": config.model.name,
+        "seed": config.train.seed,
+        "finetune": finetune,
+    }
 
 
 def paper_value(
-    entries: list[dict], setting: str, tag: str, column: str, decoding: str | None, exact: bool = False
+    entries: list[dict],
+    setting: str,
+    tag: str,
+    column: str,
+    decoding: str | None,
+    exact: bool = False,
+    finetune: str | None = None,
 ) -> float | None:
-    """The papers' number for a cell, preferring the same decoding (`exact`: only the same decoding)."""
+    """The papers' number for a cell, preferring the same decoding (`exact`: only the same decoding); a finetune's
+    cell (`finetune`: its method) only takes an entry of the same finetune, never a pretraining one."""
     for e in sorted(entries, key=lambda e: e["decoding"] != decoding):  # prefer the same decoding
         if exact and e["decoding"] != decoding:
+            continue
+        if e.get("finetune") != finetune:
             continue
         if e["setting"] == setting and e["data"] == tag and column in e["accuracy"]:
             return e["accuracy"][column]
@@ -93,7 +109,7 @@ def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max") 
             (others if method(name) else decodings).add(name)
             for split in res["splits"].values():
                 if split["n"]:
-                    key = (v["setting"], v["data"], v["model"], method(name) or "")
+                    key = (v["setting"], v["data"], v["model"], method(name) or "", v["finetune"] or "")
                     cells[key][split["column"]].append(100 * split["accuracy"])
     if not cells:
         raise FileNotFoundError(f"no evaluated runs under {sweep} (run `python -m pretrain.evaluate` on each first)")
@@ -102,18 +118,21 @@ def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max") 
     entries = published()
     decoding = next(iter(decodings)) if len(decodings) == 1 else None
     rows = []
-    for (setting, tag, model, other), by_column in sorted(cells.items()):
+    for (setting, tag, model, other, finetune), by_column in sorted(cells.items()):
+        show_model = len(models) > 1 or finetune  # a finetune's model name says its method (base+method)
         rows.append(
             {
-                "label": f"{setting} {tag}" + (f" {model}" if len(models) > 1 else "") + (f" {other}" if other else ""),
+                "label": f"{setting} {tag}" + (f" {model}" if show_model else "") + (f" {other}" if other else ""),
                 "setting": setting,
                 "data": tag,
                 "model": model,
                 "method": other or None,
+                "finetune": finetune or None,
                 "ours": {c: round(pick(v), 1) for c, v in by_column.items()},
                 "runs": {c: len(v) for c, v in by_column.items()},
                 "paper": {
-                    c: paper_value(entries, setting, tag, c, other or decoding, exact=bool(other)) for c in by_column
+                    c: paper_value(entries, setting, tag, c, other or decoding, bool(other), finetune or None)
+                    for c in by_column
                 },
             }
         )

@@ -6,6 +6,9 @@
 
 `AutoModelForCausalLM.from_pretrained(<checkpoint>)` and `AutoTokenizer.from_pretrained(<checkpoint>)` open any of
 them; `training_state.pt` holds the optimizer, scheduler, step, each rank's data position and the RNG states.
+A LoRA finetune's checkpoints hold a peft adapter (adapter_config.json, adapter_model.safetensors) in place of the
+model, its base checkpoint named in adapter_config.json; `load_model` opens both kinds, and everything that opens a
+checkpoint goes through it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from igsm.io import atomic_dir
 
 STATE = "training_state.pt"
+RUN_CONFIG = "run_config.yaml"  # an exported checkpoint carries its run's config (pretrain.finetune_export)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -63,6 +67,23 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, state: dict[str,
     return final
 
 
+def load_model(checkpoint: str | Path, trainable: bool = False, dtype: torch.dtype = torch.float32):
+    """The model of a checkpoint of ours: a save_pretrained folder, or a LoRA adapter (`pretrain.adapters`) on its
+    base model, merged into it (`trainable`: the PeftModel itself, its adapters trainable, to resume training)."""
+    from transformers import AutoModelForCausalLM
+
+    from pretrain.adapters import is_adapter, load_adapter, merge
+
+    path = Path(checkpoint)
+    if is_adapter(path):
+        if trainable:
+            return load_adapter(path, True, dtype)
+        return merge(load_adapter(path)).to(dtype)  # merged in fp32, rounded once
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} is not a save_pretrained checkpoint (no config.json nor adapter_config.json)")
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of a run, or None."""
     root = Path(run_dir) / "checkpoints"
@@ -81,11 +102,13 @@ def load_state(checkpoint: Path) -> dict[str, Any]:
 
 def run_config(checkpoint: Path):
     """The resolved config (an OmegaConf DictConfig) of the run that wrote `checkpoint`: `<run>/config.yaml` beside
-    `<run>/checkpoints/`, else the copy in the checkpoint's training state, else None (a bare save_pretrained
-    folder)."""
+    `<run>/checkpoints/`, else the copy in the checkpoint's training state or its run_config.yaml (an export), else
+    None (a bare save_pretrained folder)."""
     from omegaconf import OmegaConf
 
     checkpoint = Path(checkpoint)
+    if (checkpoint / RUN_CONFIG).exists():
+        return OmegaConf.load(checkpoint / RUN_CONFIG)
     beside = checkpoint.parent.parent / "config.yaml"
     if checkpoint.parent.name == "checkpoints" and beside.exists():
         return OmegaConf.load(beside)

@@ -218,20 +218,17 @@ def write_report(out_dir: Path, summary: dict, records: list[dict], meta: dict) 
 
 
 def load_checkpoint(checkpoint: str | Path, device: str = "auto", dtype: str = "auto"):
-    """(model in eval mode, tokenizer, the training run's config or None) of a save_pretrained folder."""
-    from transformers import AutoModelForCausalLM
-
-    from pretrain.checkpoint import run_config
+    """(model in eval mode, tokenizer, the training run's config or None) of a checkpoint (a save_pretrained folder,
+    or a LoRA adapter, merged into its base model)."""
+    from pretrain.checkpoint import load_model, run_config
     from pretrain.tokenizer import load_tokenizer
 
     path = Path(checkpoint)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path} is not a save_pretrained checkpoint (no config.json)")
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("eval.device=cuda but no GPU is visible")
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
     torch_dtype = torch.bfloat16 if dtype == "bf16" or (dtype == "auto" and dev.type == "cuda") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(dev).eval()
+    model = load_model(path, dtype=torch_dtype).to(dev).eval()
     return model, load_tokenizer(path), run_config(path)
 
 

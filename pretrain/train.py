@@ -140,11 +140,12 @@ def train_step(model, micro_batches, optimizer, autocast, grad_clip: float, worl
 
 
 # ---- the loop ------------------------------------------------------------------------------------------------------
-def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "") -> dict:
-    """Train `cfg` in `run_dir` (resuming from its latest checkpoint if asked) and return the final metrics."""
+def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "", init=None) -> dict:
+    """Train `cfg` in `run_dir` (resuming from its latest checkpoint if asked) and return the final metrics;
+    `init(tokenizer)` gives the first model when it is not a fresh one (a finetune: `pretrain.finetune`)."""
     tc = cfg.train
     rank, world, device = setup_distributed(tc.device)
-    t = setup(cfg, Path(run_dir), resolved_config, rank, world, device)
+    t = setup(cfg, Path(run_dir), resolved_config, rank, world, device, init)
     peak = t.peak_flops * world if t.peak_flops else None  # all ranks together
     tokens_per_step = tc.batch_size * tc.context
     log = RunLog(t.run_dir, t.main, tc.total_steps, tokens_per_step, t.flops_per_token, peak, device, tc.tensorboard)
@@ -173,8 +174,13 @@ def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "") -> dict:
 
 def banner(t: Trainer) -> str:
     tc = t.cfg.train
+    model = unwrap(t.model)
+    trainable = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+    frozen = n_params(model) - trainable
     return (
-        f"{t.cfg.run_name}: {n_params(unwrap(t.model)) / 1e6:.1f}M parameters, {tc.total_steps} steps of "
+        f"{t.cfg.run_name}: {n_params(model) / 1e6:.1f}M parameters"
+        + (f" ({trainable:,} trainable)" if frozen else "")
+        + f", {tc.total_steps} steps of "
         f"{tc.batch_size} x {tc.context} tokens ({t.accum} micro-batches of {tc.micro_batch_size} x {t.world} ranks)"
         f" on {t.device}" + (f", resuming at step {t.step}" if t.resumed else "")
     )

@@ -1,5 +1,6 @@
 """Everything the training loop needs, built from the config: tokenizer and data, model, optimizer and schedule,
-restored from the run's latest checkpoint when resuming; and the checkpoint that saves them again."""
+restored from the run's latest checkpoint when resuming; and the checkpoint that saves them again. A finetune
+(`pretrain.finetune`) is the same run with another first model: `init` builds it in place of a fresh one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pretrain.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
+from pretrain.checkpoint import (
+    latest_checkpoint,
+    load_model,
+    load_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from pretrain.data import BuildConfig, build_dataset, ensure_tokenizer, load_dataset_dir
 from pretrain.distributed import all_gather, barrier
 from pretrain.loader import ExampleStream, Packer, dataset_examples
@@ -126,9 +134,16 @@ class Trainer:
 
 
 def setup(
-    cfg: RunConfig, run_dir: Path, resolved_config: str, rank: int, world: int, device: torch.device
+    cfg: RunConfig,
+    run_dir: Path,
+    resolved_config: str,
+    rank: int,
+    world: int,
+    device: torch.device,
+    init: Callable[[Any], torch.nn.Module] | None = None,
 ) -> Trainer:
-    """Build (or restore from the latest checkpoint of `run_dir`) everything a run needs; fail early on bad values."""
+    """Build (or restore from the latest checkpoint of `run_dir`) everything a run needs; fail early on bad values.
+    `init(tokenizer)` gives the first model (default: a fresh `build_model`); only its trainable parameters train."""
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
@@ -157,14 +172,12 @@ def setup(
     torch.manual_seed(tc.seed)
     state = None
     if found and tc.resume:
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(found)
+        model = load_model(found, trainable=True)  # a LoRA run's checkpoints hold its adapters: trainable again
         state = load_state(found)
     else:
         if tc.resume and rank == 0:
             print(f"train.resume=true but {run_dir} has no checkpoint yet: starting from scratch")
-        model = build_model(cfg.model, len(tokenizer))
+        model = init(tokenizer) if init is not None else build_model(cfg.model, len(tokenizer))
     check_vocab(model, len(tokenizer))
     model.to(device)
     optimizer = make_optimizer(model, tc, device)

@@ -23,7 +23,9 @@ import torch
 
 from igsm.dataset import DataConfig, MistakeConfig
 from igsm.io import atomic_open
+from pretrain.adapters import AdapterSpec
 from pretrain.config import store_schema
+from probes.adapter_probe import DETECTOR_DIR, AdapterDetector, train_adapter_probe
 from probes.examples import DEP_POSITIONS, TASKS, ProbeSet, build_probe_set
 from probes.linear import fit, majority, probe_layers, score
 from probes.regret import ProbeDetector, regret_report
@@ -52,6 +54,10 @@ class ProbeConfig:
     vprobe_batch: int = 64
     vprobe_lr: float = 2e-3
     vprobe_rank: int = 8
+    # the finetuned regret detector (P22 §3, detector v2): a LoRA adapter of this name (pretrain.adapters; the
+    # paper's: q/v rank 2, embedding rank 32) and a linear head, trained on the regret task with the V-probe's steps,
+    # batch and lr; saved as a detector for probes.rur (detector=adapter); None: not trained
+    detector_adapter: str | None = "qv2e32"
     # text for the regret task: real mistakes inserted before steps
     regret_mistakes: MistakeConfig = field(default_factory=lambda: MistakeConfig("retry", 0.5))
     generations: str | None = None  # generations.jsonl from pretrain.evaluate, for the regret report
@@ -67,6 +73,8 @@ class ProbeConfig:
             raise ValueError(f"probe.dep_position must be one of {DEP_POSITIONS}, got {self.dep_position!r}")
         if self.n_problems < 2:
             raise ValueError(f"probe.n_problems must be >= 2, got {self.n_problems}")
+        if self.detector_adapter is not None:
+            AdapterSpec.parse(self.detector_adapter, "probe.detector_adapter")
         if "regret" in self.tasks and self.regret_mistakes.kind == "none":
             raise ValueError("the regret task needs probe.regret_mistakes with a mistake kind (e.g. retry)")
 
@@ -150,9 +158,27 @@ def run_probes(model, tokenizer, roles, data: DataConfig, cfg: ProbeConfig, log=
                 vp.remove()
             for p in model.parameters():
                 p.requires_grad_(True)
+        if task == "regret" and cfg.detector_adapter is not None:
+            adapter = train_adapter_probe(
+                model,
+                [inputs[i] for i in tr],
+                y[tr],
+                TASKS[task],
+                AdapterSpec.parse(cfg.detector_adapter),
+                cfg.vprobe_steps,
+                cfg.vprobe_batch,
+                cfg.vprobe_lr,
+                seed=cfg.seed,
+                desc=f"{task}: adapter {cfg.detector_adapter}",
+            )
+            res["adapter"] = {
+                "name": cfg.detector_adapter,
+                **score(predict(adapter, [inputs[i] for i in te]), y[te], task),
+            }
+            fitted["adapter"] = adapter
         results[task] = res
         if task == "regret" and probe is not None:
-            fitted = {"classifier": probe, "layer": best, "markers": asdict(markers)}
+            fitted.update(classifier=probe, layer=best, markers=asdict(markers))
         log(
             f"{task}: best layer {best}, accuracy {layers[best]['accuracy']:.3f} (majority "
             f"{res['majority']['accuracy']:.3f})" + (f", V-probe {res['vprobe']['accuracy']:.3f}" if cfg.vprobe else "")
@@ -170,8 +196,9 @@ def markdown(results: dict, title: str) -> str:
         "Test-bin accuracy (%); for binary tasks: overall / on positives / on negatives. The best layer is chosen on a "
         "validation slice of the train-bin problems.",
         "",
-        "| task | majority | linear, best layer | linear, random model | V-probe | V-probe, random model |",
-        "|---|---|---|---|---|---|",
+        "| task | majority | linear, best layer | linear, random model | V-probe | V-probe, random model | "
+        "finetuned detector |",
+        "|---|---|---|---|---|---|---|",
     ]
     for task, r in results.items():
         best = r["linear"][r["best_layer"]]
@@ -185,7 +212,7 @@ def markdown(results: dict, title: str) -> str:
 
         lines.append(
             f"| {task} | {cell(r['majority'])} | {cell(best)} (layer {r['best_layer']}) | {cell(rnd)} | "
-            f"{cell(r.get('vprobe'))} | {cell(r.get('random_model_vprobe'))} |"
+            f"{cell(r.get('vprobe'))} | {cell(r.get('random_model_vprobe'))} | {cell(r.get('adapter'))} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -240,12 +267,19 @@ def main() -> None:
             )
         )
         out.mkdir(parents=True, exist_ok=True)
+        adapter = fitted.pop("adapter", None)
+        if adapter is not None:
+            adapter.save(out / DETECTOR_DIR, Markers.for_model(model, len(tokenizer)))
         if fitted:
             joblib.dump(fitted, out / REGRET_FILE)
-            if pc.generations:
-                records = [json.loads(line) for line in Path(pc.generations).read_text().splitlines()]
+        if pc.generations and "regret" in results:
+            records = [json.loads(line) for line in Path(pc.generations).read_text().splitlines()]
+            if fitted:
                 detector = load_detector(model, tokenizer, out)
                 results["regret"]["on_generations"] = regret_report(detector, records, tokenizer, roles)
+            if adapter is not None:
+                detector = AdapterDetector(adapter.eval(), tokenizer, Markers.for_model(model, len(tokenizer)))
+                results["regret"]["adapter_on_generations"] = regret_report(detector, records, tokenizer, roles)
         title = f"{ckpt.parent.parent.name or ckpt} / probes {pc.name}"
         with atomic_open(out / "results.json") as f:
             json.dump(

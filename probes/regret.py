@@ -1,10 +1,11 @@
 """The regret detector: from the model's own states, is the step it just wrote ("Define A as") a mistake?
 
-Two detectors share one interface, `detector(example, prompt_ids, generated_ids) -> bool`, which retry-upon-regret
+Three detectors share one interface, `detector(example, prompt_ids, generated_ids) -> bool`, which retry-upon-regret
 decoding (`pretrain.evaluate.evaluate_model` with `regret=`) calls after every "Define A as" the model writes for the
 dataset example `example` (its text fields):
   PerfectDetector  the truth from the example's problem text (Part 2.2's "100% detector" thought experiment);
-  ProbeDetector    a probe on the model's hidden states (Part 2.2 §3).
+  ProbeDetector    a linear probe on the model's hidden states (Part 2.2 §3);
+  AdapterDetector  a small LoRA adapter and head finetuned to detect (`probes.adapter_probe`; the paper's v2).
 Both fail loudly when they cannot read their input (a problem that does not parse, a step that is no "Define A as").
 `regret_report` measures a probe on a model's own generations: how often it flags the first wrong step of wrong
 solutions (Part 2.2: about 60%) and how often it agrees with the truth over all steps (about 99%).
@@ -13,12 +14,16 @@ solutions (Part 2.2: about 60%) and how often it agrees with the truth over all 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from igsm import templates as T
 from igsm.parse import ProblemParseError, parse_problem
 from igsm.problem import Problem
 from pretrain.tokenizer import Roles, prompt_ids
 from probes.states import Markers, end_states, query_ids
+
+if TYPE_CHECKING:
+    from probes.adapter_probe import AdapterDetector
 
 AS = T.AS.rstrip()  # " as"
 
@@ -131,7 +136,9 @@ def generation_points(problem: Problem, solution: str, tokenizer, prompt: list[i
     return out
 
 
-def regret_scores(detector: ProbeDetector, problem: Problem, solution: str, tokenizer, roles: Roles) -> list[tuple]:
+def regret_scores(
+    detector: ProbeDetector | AdapterDetector, problem: Problem, solution: str, tokenizer, roles: Roles
+) -> list[tuple]:
     """(name, P(mistake), truly a mistake) for every "Define A as" of a solution to `problem`."""
     prompt = prompt_ids(tokenizer, roles, problem.prompt)
     return [
@@ -140,7 +147,7 @@ def regret_scores(detector: ProbeDetector, problem: Problem, solution: str, toke
     ]
 
 
-def regret_report(detector: ProbeDetector, records: list[dict], tokenizer, roles: Roles) -> dict:
+def regret_report(detector: ProbeDetector | AdapterDetector, records: list[dict], tokenizer, roles: Roles) -> dict:
     """The probe against the truth on a model's own generations (records of `pretrain.evaluate`), each read on the
     prompt the model was given (the record's `prompt` text, in its own p_format)."""
     first_flagged = first_total = 0

@@ -2,6 +2,7 @@
 
     python -m probes.rur checkpoint=<ckpt> detector=perfect                      # the "100% detector"
     python -m probes.rur checkpoint=<ckpt> detector=probe probe_dir=<run>/probes/<ckpt>/default
+    python -m probes.rur checkpoint=<ckpt> detector=adapter probe_dir=<run>/probes/<ckpt>/default   # finetuned
 
 Greedy decoding; after each "Define A as" the detector judges the step, and a detected mistake sends the model back
 to the end of the previous sentence to sample it again (at most eval.decode.max_retries times per solution). The
@@ -15,6 +16,7 @@ from dataclasses import replace
 from igsm.dataset import DataConfig
 from pretrain.aggregate import RUR_PREFIX
 from pretrain.evaluate import EvalConfig, checkpoint_data, checkpoint_roles, evaluate_model, load_checkpoint, report
+from probes.adapter_probe import load_adapter_detector
 from probes.probe import load_detector
 from probes.regret import PerfectDetector
 
@@ -31,12 +33,13 @@ def main() -> None:
         roles = checkpoint_roles(tokenizer, run_config, cfg.checkpoint)
         if cfg.detector == "perfect":
             detector = PerfectDetector(tokenizer)
-        elif cfg.detector == "probe":
+        elif cfg.detector in ("probe", "adapter"):
             if not cfg.probe_dir:
-                raise ValueError("detector=probe needs probe_dir=<folder written by python -m probes.probe>")
-            detector = load_detector(model, tokenizer, cfg.probe_dir)
+                raise ValueError(f"detector={cfg.detector} needs probe_dir=<folder written by python -m probes.probe>")
+            load = load_detector if cfg.detector == "probe" else load_adapter_detector
+            detector = load(model, tokenizer, cfg.probe_dir)
         else:
-            raise ValueError(f"detector must be 'perfect' or 'probe', got {cfg.detector!r}")
+            raise ValueError(f"detector must be 'perfect', 'probe' or 'adapter', got {cfg.detector!r}")
         data = to_dataclass(DataConfig, data_cfg)
         summary, records = evaluate_model(model, tokenizer, roles, data, ev, regret=detector)
         report(

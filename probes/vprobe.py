@@ -53,15 +53,34 @@ def train_vprobe(
 ) -> VProbe:
     """Train on (input, label) pairs; lr decays linearly to 0 with no warmup (Part 2.1 App. F.2)."""
     torch.manual_seed(seed)
-    rng = random.Random(seed)
     probe = VProbe(model, n_classes, rank)
-    params = [probe.low, probe.up, *probe.head.parameters()]
+    return fit_probe(
+        probe, inputs, labels, steps, batch_size, lr, weight_decay, seed, desc or "V-probe", desc is not None
+    )
+
+
+def fit_probe(
+    probe: torch.nn.Module,
+    inputs: list[list[int]],
+    labels: np.ndarray,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    desc: str,
+    show: bool = False,
+):
+    """Train the trainable parameters of `probe` (a module mapping (ids, mask) to class logits) with AdamW, lr
+    decaying linearly to 0 (Part 2.1 App. F.2); the V-probe's loop, shared with the finetuned detector."""
+    rng = random.Random(seed)
+    params = [p for p in probe.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
-    device = probe.low.device
+    device = params[0].device
     y = torch.tensor(labels, device=device)
-    model.eval()
-    for _ in tqdm(range(steps), desc=desc or "V-probe", unit="step", disable=desc is None):
+    probe.eval()  # no dropout anywhere; the frozen model's buffers stay as they are
+    for _ in tqdm(range(steps), desc=desc, unit="step", disable=not show):
         idx = rng.sample(range(len(inputs)), min(batch_size, len(inputs)))
         ids, mask = pad_batch([inputs[i] for i in idx], device)
         loss = F.cross_entropy(probe(ids, mask), y[idx])
@@ -70,13 +89,14 @@ def train_vprobe(
         opt.step()
         sched.step()
         if not math.isfinite(loss.item()):
-            raise FloatingPointError("V-probe loss is not finite; lower probe.vprobe_lr")
+            raise FloatingPointError(f"{desc}: loss is not finite; lower probe.vprobe_lr")
     return probe
 
 
 @torch.inference_mode()
-def predict(probe: VProbe, inputs: list[list[int]], batch_size: int = 64) -> np.ndarray:
-    device = probe.low.device
+def predict(probe: torch.nn.Module, inputs: list[list[int]], batch_size: int = 64) -> np.ndarray:
+    """Class predictions of a V-probe or a finetuned detector."""
+    device = probe.head.weight.device
     out = []
     for s in range(0, len(inputs), batch_size):
         ids, mask = pad_batch(inputs[s : s + batch_size], device)

@@ -14,6 +14,7 @@ from pretrain.config import COMMANDS, to_dataclass
 from pretrain.data import BuildConfig
 from pretrain.decode import DecodeConfig
 from pretrain.evaluate import EvalConfig
+from pretrain.finetune import FinetuneConfig, FinetuneRunConfig
 from pretrain.model import ModelConfig
 from pretrain.tokenizer import TokenizerConfig
 from pretrain.train import RunConfig, TrainConfig
@@ -27,8 +28,9 @@ GROUPS = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "probe": ProbeConfig,
+    "finetune": FinetuneConfig,
 }
-COMMAND_SCHEMAS = {"pretrain": RunConfig, "make_data": BuildConfig}  # commands whose own keys have a dataclass
+COMMAND_SCHEMAS = {"pretrain": RunConfig, "make_data": BuildConfig, "finetune": FinetuneRunConfig}  # commands whose own keys have a dataclass
 PRESETS = [(group, p.stem) for group in GROUPS for p in sorted((CONF / group).glob("*.yaml"))]
 
 

@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from pretrain.config import to_dataclass
 from pretrain.train import RunConfig
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-VARIANTS = sorted(p.stem for p in (CONF / "mistakes").glob("*.yaml"))
+SWEEP = OmegaConf.load(CONF / "experiment" / "laptop_retry_sweep.yaml").hydra.sweeper.params
+VARIANTS = SWEEP["+mistakes"].split(",")  # the sweep's data variants, each a conf/mistakes/ file
 
 
 def test_retry_sweep_variants_are_distinct_runs_with_one_budget(composer):
@@ -20,7 +22,7 @@ def test_retry_sweep_variants_are_distinct_runs_with_one_budget(composer):
         to_dataclass(RunConfig, composer("pretrain", ["+experiment=laptop_retry_sweep", f"+mistakes={v}"]))
         for v in VARIANTS
     ]
-    assert len(VARIANTS) == 6
+    assert len(VARIANTS) == 6 and all((CONF / "mistakes" / f"{v}.yaml").exists() for v in VARIANTS)
     assert len({r.run_name for r in runs}) == len(runs)
     assert len({r.data.mistakes.tag for r in runs}) == len(runs)
     assert len({(r.train.total_steps, r.train.batch_size, r.train.context) for r in runs}) == 1

@@ -29,9 +29,19 @@ def test_probe_and_retry_upon_regret_commands(smoke_checkpoint):
     regret = res["tasks"]["regret"]
     assert len(regret["linear"]) == 3 and len(regret["random_model_linear"]) == 3  # 2 layers + embeddings
     assert {"accuracy", "positive_accuracy", "negative_accuracy"} <= set(regret["vprobe"])
+    assert regret["adapter"]["name"] == "qv2e32" and {"positive_accuracy", "negative_accuracy"} <= set(
+        regret["adapter"]
+    )
     assert (out / "regret_probe.joblib").exists() and (out / "layers.png").exists()
     assert "| regret |" in (out / "results.md").read_text()
-    for detector in (["detector=perfect"], ["detector=probe", f"probe_dir={out}"]):
+    assert (out / "regret_adapter" / "adapter_model.safetensors").exists() and "finetuned detector" in (
+        out / "results.md"
+    ).read_text()
+    for detector in (
+        ["detector=perfect"],
+        ["detector=probe", f"probe_dir={out}"],
+        ["detector=adapter", f"probe_dir={out}"],
+    ):
         r = run(
             "probes.rur",
             f"checkpoint={smoke_checkpoint}",

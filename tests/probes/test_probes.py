@@ -87,6 +87,35 @@ def test_vprobe_learns_a_planted_token():
     assert not any(p.requires_grad for p in model.parameters())  # the model itself stayed frozen
 
 
+def test_finetuned_detector_learns_a_planted_token_on_a_copy(tmp_path):
+    """Detector v2 (a qv2e32 adapter + head) learns the V-probe's planted token; the model itself is untouched, and
+    the saved detector scores as the trained one."""
+    from pretrain.adapters import AdapterSpec
+    from probes.adapter_probe import DETECTOR_DIR, AdapterDetector, load_adapter_detector, train_adapter_probe
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_layer=2, n_head=2, head_dim=16), 60)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    markers = Markers.for_model(model, 60)
+    rng = np.random.default_rng(0)
+    inputs, labels = [], []
+    for _ in range(400):
+        query = list(rng.integers(10, 60, size=3))
+        has = rng.random() < 0.5
+        if has:
+            query[rng.integers(3)] = 7
+        inputs.append([*map(int, rng.integers(10, 60, size=12)), markers.start, *map(int, query), markers.end])
+        labels.append(int(has))
+    y = np.array(labels)
+    probe = train_adapter_probe(model, inputs[:300], y[:300], 2, AdapterSpec.parse("qv2e32"), 300, 32, 1e-2)
+    assert (predict(probe, inputs[300:]) == y[300:]).mean() > 0.9
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    probe.save(tmp_path / DETECTOR_DIR, markers)
+    loaded = load_adapter_detector(model, None, tmp_path)
+    np.testing.assert_array_equal(predict(loaded.probe, inputs[300:]), predict(probe, inputs[300:]))
+    assert isinstance(loaded, AdapterDetector) and loaded.markers == markers
+
+
 def test_end_states_read_the_last_real_token():
     torch.manual_seed(0)
     model = build_model(ModelConfig(n_layer=1, n_head=1, head_dim=16), 40).eval()

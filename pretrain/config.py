@@ -42,6 +42,7 @@ COMMANDS = {
     "evaluate": "pretrain.evaluate",
     "rur": "pretrain.evaluate",
     "probe": "probes.probe",
+    "selfcorrect": "pretrain.selfcorrect",
 }
 
 

@@ -15,6 +15,7 @@ from pretrain.data import BuildConfig
 from pretrain.decode import DecodeConfig
 from pretrain.evaluate import EvalConfig
 from pretrain.model import ModelConfig
+from pretrain.selfcorrect import RLConfig
 from pretrain.tokenizer import TokenizerConfig
 from pretrain.train import RunConfig, TrainConfig
 from probes.probe import ProbeConfig
@@ -27,6 +28,7 @@ GROUPS = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "probe": ProbeConfig,
+    "rl": RLConfig,
 }
 COMMAND_SCHEMAS = {"pretrain": RunConfig, "make_data": BuildConfig}  # commands whose own keys have a dataclass
 PRESETS = [(group, p.stem) for group in GROUPS for p in sorted((CONF / group).glob("*.yaml"))]

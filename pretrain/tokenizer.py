@@ -102,7 +102,8 @@ def cache_name(cfg: TokenizerConfig, data: DataConfig) -> str:
 
 def train_tokenizer(cfg: TokenizerConfig, data: DataConfig, out_dir: str | os.PathLike) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on `data`'s world (`training_corpus`) and save it (atomically) with
-    save_pretrained. Its vocabulary is at most `cfg.vocab_size`: a small world yields fewer merges."""
+    save_pretrained. Its vocabulary is at most `cfg.vocab_size` (a small world yields fewer merges) plus the optional
+    roles' tokens, appended last so that every other id is the one a tokenizer trained before them has."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -111,7 +112,7 @@ def train_tokenizer(cfg: TokenizerConfig, data: DataConfig, out_dir: str | os.Pa
     trainer = trainers.BpeTrainer(
         vocab_size=cfg.vocab_size,
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS.values()),
+        special_tokens=[SPECIAL_TOKENS[r] for r in REQUIRED_ROLES],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -120,6 +121,7 @@ def train_tokenizer(cfg: TokenizerConfig, data: DataConfig, out_dir: str | os.Pa
         trainer,
         length=cfg.train_problems + len(SINGLE_TOKEN_WORDS),
     )
+    tok.add_special_tokens([SPECIAL_TOKENS[r] for r in OPTIONAL_ROLES])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=SPECIAL_TOKENS["end"],

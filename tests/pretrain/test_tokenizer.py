@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 from igsm import templates as T
 from igsm.dataset import DataConfig, MistakeConfig, make_example
 from pretrain.tokenizer import (
+    OPTIONAL_ROLES,
     SINGLE_TOKEN_WORDS,
     SPECIAL_TOKENS,
     TokenizerConfig,
@@ -99,7 +100,7 @@ def test_a_small_world_gets_a_small_tokenizer(tmp_path):
     BACK still one token (train_tokenizer checks that), and names take a few tokens on average."""
     world = DataConfig(max_op=4, max_edge=6, hierarchies=["city"], groups=1, items=6)
     tok = train_tokenizer(TokenizerConfig(vocab_size=512, train_problems=600), world, tmp_path / "t")
-    assert len(tok) <= 512
+    assert len(tok) <= 512 + len(OPTIONAL_ROLES)  # the optional roles' tokens come on top of the BPE's size
     names = world.gen_config("train").vocabulary().item_category
     lengths = [len(tok(" " + n, add_special_tokens=False).input_ids) for n in names]
     assert sum(lengths) / len(lengths) <= 3, lengths
@@ -130,5 +131,6 @@ def test_two_attempt_examples_restate_the_clean_solution_after_retry(smoke_token
         assert all(enc["loss_mask"][k][r:])
     old = resolve_roles(tok, {k: v for k, v in SPECIAL_TOKENS.items() if k != "retry"})
     assert old.retry is None and old.end == roles.end
+    assert roles.retry == len(tok) - 1  # appended last: every other id is that of a tokenizer trained without it
     with pytest.raises(ValueError, match="two_attempts must be in"):
         DataConfig(two_attempts=1.5)

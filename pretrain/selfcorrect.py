@@ -289,6 +289,7 @@ def train(cfg: RLConfig, checkpoint: str | Path, data_override, run_dir: Path) -
     """Self-correction training from `checkpoint` in `run_dir` (resuming from its latest checkpoint if asked);
     returns the final figures (also in final.json). The run's config.yaml is the base run's with this run's data,
     `rl` and `base_checkpoint`, so that `pretrain.evaluate` reads its checkpoints like any run's."""
+    import transformers
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM
 
@@ -297,6 +298,7 @@ def train(cfg: RLConfig, checkpoint: str | Path, data_override, run_dir: Path) -
     from pretrain.evaluate import checkpoint_data, checkpoint_roles, load_checkpoint
     from pretrain.runlog import environment
 
+    transformers.utils.logging.disable_progress_bar()
     run_dir = Path(run_dir)
     device_name = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     ref, tokenizer, run_config = load_checkpoint(checkpoint, device_name, "fp32")

@@ -126,6 +126,15 @@ def first_token_dists(model, prompt: list[int]) -> tuple[torch.Tensor, torch.Ten
     )
 
 
+@pytest.fixture
+def one_thread():
+    """The toy's tensors are tiny: one thread is fastest, and keeps them fast on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def train_toy(beta2: float, steps: int = 40):
     """A one-layer model trained `steps` Stage-I steps on the planted reward: (reference, policy, step rows)."""
     torch.manual_seed(0)
@@ -154,7 +163,12 @@ def first_attempt_kls(policy, ref) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def toy_stage_one():
-    return train_toy(beta2=0.1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_toy(beta2=0.1)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_rl_raises_a_planted_reward_only_the_behaviour_earns(toy_stage_one):
@@ -166,7 +180,7 @@ def test_rl_raises_a_planted_reward_only_the_behaviour_earns(toy_stage_one):
     assert y2.exp()[list(PLANTED)].sum() > 0.8
 
 
-def test_stage_one_keeps_the_first_attempt_close_to_the_reference(toy_stage_one):
+def test_stage_one_keeps_the_first_attempt_close_to_the_reference(toy_stage_one, one_thread):
     """Measured: beta2 = 0.1 leaves y1's KL near 0.01 while y2's grows past 1; without beta2 y1 drifts as far
     as y2 (the attempts share their weights)."""
     ref, policy, _ = toy_stage_one
@@ -178,7 +192,7 @@ def test_stage_one_keeps_the_first_attempt_close_to_the_reference(toy_stage_one)
 
 
 @pytest.mark.parametrize("method", ["star", "pair_sft"])
-def test_the_sft_baselines_learn_the_planted_second_attempt(method):
+def test_the_sft_baselines_learn_the_planted_second_attempt(method, one_thread):
     """STaR (wrong-then-right samples of the base model) and Pair-SFT (a wrong first attempt paired with a right
     one) both teach y2 to start with a planted token: measured 0.13 -> 0.38 / 0.44 in 20 steps."""
     torch.manual_seed(0)
@@ -199,7 +213,7 @@ def test_the_sft_baselines_learn_the_planted_second_attempt(method):
 
 
 # ---- the command in smoke mode --------------------------------------------------------------------------------------
-def test_selfcorrect_smoke_runs_and_resumes(composer, smoke_checkpoint, tmp_path):
+def test_selfcorrect_smoke_runs_and_resumes(composer, smoke_checkpoint, tmp_path, one_thread):
     from omegaconf import OmegaConf
 
     from pretrain.evaluate import checkpoint_roles

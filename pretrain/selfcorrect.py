@@ -13,7 +13,8 @@ wrong and a right first attempt of the same problem (both sampled from the froze
 Every `eval_every` steps the test splits are decoded greedily, twice, and judged (`evaluate_two_attempts`).
 
 The run directory (runs/<run_name>) holds config.yaml, environment.json, metrics.jsonl (one row per step, and the
-evaluations), final.json, eval.json and checkpoints/ (save_pretrained folders plus optimizer and sampler states).
+evaluations), final.json, eval.md (before and after), generations/step_<N>.jsonl (both attempts of every evaluated
+problem with their verdicts) and checkpoints/ (save_pretrained folders plus optimizer and sampler states).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 from igsm.dataset import DataConfig, make_example
-from igsm.io import atomic_open
+from igsm.io import atomic_open, write_jsonl
 from pretrain.config import store_schema
 from pretrain.decode import DecodeConfig, generate, split_generation
 from pretrain.score import (
@@ -339,8 +340,9 @@ def train(cfg: RLConfig, checkpoint: str | Path, data_override, run_dir: Path) -
             f.write(json.dumps(row) + "\n")
 
     def evaluate(at: int) -> dict:
-        summary, _ = evaluate_two_attempts(policy, tokenizer, roles, data, cfg.eval_splits, cfg.eval_n, greedy)
+        summary, records = evaluate_two_attempts(policy, tokenizer, roles, data, cfg.eval_splits, cfg.eval_n, greedy)
         log({"step": at, "eval": summary})
+        write_jsonl(run_dir / "generations" / f"step_{at:07d}.jsonl", records)
         print(f"eval step {at} (greedy, {cfg.eval_n} per split) | {format_eval(summary)}", flush=True)
         return summary
 

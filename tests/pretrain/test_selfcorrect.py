@@ -231,6 +231,10 @@ def test_selfcorrect_smoke_runs_and_resumes(composer, smoke_checkpoint, tmp_path
     assert all({"reward", "kl_t1", "kl_t2", "acc_t1", "acc_t2"} <= set(r) for r in steps)
     evals = [r for r in rows if "eval" in r]
     assert [r["step"] for r in evals] == [0, 4] and set(evals[0]["eval"]) == {"test_op4", "test_op6"}
+    generations = [json.loads(x) for x in (run / "generations" / "step_0000004.jsonl").read_text().splitlines()]
+    assert len(generations) == 2 * rl.eval_n and {"solution1", "solution2", "correct1", "correct2"} <= set(
+        generations[0]
+    )
     assert {"acc_t1", "acc_t2", "delta_i_to_c", "delta_c_to_i", "unchanged", "edit_distance"} <= set(
         final["eval"]["test_op4"]
     )

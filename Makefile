@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install data test lint bench clean cpu-pipeline cpu-train cpu-eval cpu-probe cpu-rur cpu-aggregate \
-	cpu-selfcorrect cpu-score cpu-star cpu-pair-sft
+	cpu-selfcorrect cpu-score cpu-star cpu-pair-sft cpu-selfcorrect-summary
 
 # A local virtual environment with torch pinned to 2.13.0 (a CPU wheel here) before anything else can pull CUDA.
 $(STAMP): pyproject.toml
@@ -62,12 +62,12 @@ cpu-aggregate: $(STAMP)
 	$(PY) -m pretrain.aggregate runs/cpu
 
 # Self-correction from the run's newest checkpoint (README "Self-correction by RL"): SCoRe's Stage I -> II, then the
-# STaR and Pair-SFT baselines, each in <run>/selfcorrect/<method>. The base model should know the two-attempt format:
+# STaR and Pair-SFT baselines, each in <run>/selfcorrect/<method>, then one table and figure of them all. The base model should know the two-attempt format:
 #   make cpu-train cpu-selfcorrect EXP=laptop_two_attempts
 #   make cpu-train cpu-selfcorrect EXP=smoke RL_ARGS=rl=smoke                 (seconds: the machinery only)
 RL_ARGS    ?= rl=laptop
 
-cpu-selfcorrect: cpu-score cpu-star cpu-pair-sft
+cpu-selfcorrect: cpu-score cpu-star cpu-pair-sft cpu-selfcorrect-summary
 
 cpu-score: $(STAMP)
 	$(PY) -m pretrain.selfcorrect checkpoint=$(CKPT) $(RL_ARGS) hydra.run.dir=$(RUN)/selfcorrect/score
@@ -77,6 +77,8 @@ cpu-star: $(STAMP)
 
 cpu-pair-sft: $(STAMP)
 	$(PY) -m pretrain.selfcorrect checkpoint=$(CKPT) $(RL_ARGS) rl.method=pair_sft hydra.run.dir=$(RUN)/selfcorrect/pair_sft
+cpu-selfcorrect-summary: $(STAMP)
+	$(PY) -m pretrain.selfcorrect_summary $(RUN)/selfcorrect
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

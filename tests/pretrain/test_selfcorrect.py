@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,34 @@ def test_the_makefile_targets_compose(composer):
         overrides = [w for w in words[3:] if not w.startswith("hydra.")]
         methods.append(to_dataclass(RLConfig, composer("selfcorrect", overrides).rl).method)
     assert methods == ["score", "star", "pair_sft"]
+    assert r.stdout.splitlines()[-1].split()[-2:] == ["pretrain.selfcorrect_summary", "runs/cpu/smoke/selfcorrect"]
+
+
+def test_the_summary_tables_the_base_model_and_each_method(tmp_path):
+    from pretrain.selfcorrect_summary import main, summarize
+
+    def metrics(acc1: float, acc2: float) -> dict:
+        return {"test_op4": {"n": 8, **two_attempt_metrics(rows(acc1, acc2))}}
+
+    def rows(acc1: float, acc2: float) -> list[dict]:
+        return [{"correct1": i < 8 * acc1, "correct2": i < 8 * acc2, "first": "a", "second": "a"} for i in range(8)]
+
+    for name, method, after in (("score", "score", (0.25, 0.5)), ("star", "star", (0.25, 0.25))):
+        (tmp_path / name).mkdir()
+        final = {"rl": asdict(RLConfig(method=method)), "steps": 4, "base_checkpoint": "base/step_1"}
+        final |= {"eval_start": metrics(0.25, 0.25), "eval": metrics(*after)}
+        (tmp_path / name / "final.json").write_text(json.dumps(final))
+    (tmp_path / "pretraining").mkdir()
+    (tmp_path / "pretraining" / "final.json").write_text(json.dumps({"loss": 1.0}))  # not a self-correction run
+    table = summarize(tmp_path)
+    assert [r["method"] for r in table["rows"]] == ["base", "score I/II", "star"]
+    assert [r["splits"]["test_op4"]["delta"] for r in table["rows"]] == [0.0, 0.25, 0.0]
+    main([str(tmp_path)])
+    assert "| score I/II | 4 | 8 | 25.0 | 50.0 | +25.0 | 25.0 | 0.0 | 100.0 |" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "summary.png").exists()
+    final["base_checkpoint"] = "another/step_1"
+    (tmp_path / "star" / "final.json").write_text(json.dumps(final))
+    with pytest.raises(ValueError, match="several base checkpoints"):
+        summarize(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no self-correction runs"):
+        summarize(tmp_path / "pretraining")

@@ -245,11 +245,18 @@ def test_selfcorrect_smoke_runs_and_resumes(composer, smoke_checkpoint, tmp_path
     assert checkpoint_roles(load_tokenizer(ckpt), run_cfg, ckpt).retry is not None
     with pytest.raises(FileExistsError, match="rl.resume"):
         train(rl, cfg.checkpoint, None, run)
-    more = to_dataclass(RLConfig, OmegaConf.merge(cfg.rl, {"steps_per_stage": 3, "resume": True, "eval_every": 100}))
-    train(more, cfg.checkpoint, None, run)
+    longer = {"stages": ["I", "II", "II"], "eval_every": 100}  # steps 5-6 are one more Stage-II "stage"
+    train(to_dataclass(RLConfig, OmegaConf.merge(cfg.rl, {**longer, "resume": True})), cfg.checkpoint, None, run)
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "eval" not in r] == [1, 2, 3, 4, 5, 6]
     assert rows[-1]["step"] == 6 and "eval" in rows[-1]  # the last step is evaluated
+    # resuming continues exactly: the same samples, rewards and KL as one uninterrupted run
+    train(to_dataclass(RLConfig, OmegaConf.merge(cfg.rl, longer)), cfg.checkpoint, None, tmp_path / "straight")
+    straight = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    keys = ("step", "stage", "acc_t1", "acc_t2", "kl_t1", "kl_t2", "tokens_t1", "tokens_t2")
+    assert [[r[k] for k in keys] for r in straight if "eval" not in r] == [
+        [r[k] for k in keys] for r in rows if "eval" not in r
+    ]
 
 
 def test_two_attempt_decoding_config_is_sampling():
@@ -304,3 +311,11 @@ def test_the_summary_tables_the_base_model_and_each_method(tmp_path):
         summarize(tmp_path)
     with pytest.raises(FileNotFoundError, match="no self-correction runs"):
         summarize(tmp_path / "pretraining")
+
+
+def test_the_laptop_base_model_experiment_composes(composer):
+    from pretrain.train import RunConfig
+
+    run = to_dataclass(RunConfig, composer("pretrain", ["+experiment=laptop_two_attempts"]))
+    assert run.data.two_attempts == 0.05 and run.data.name == "laptop" and run.model.name == "laptop"
+    assert run.run_name == "laptop_laptop_two_attempts0.05_s0"  # the README's commands name this run

@@ -8,8 +8,9 @@
 A step: sample k pairs of attempts (y1, then y2 after <retry>) for each of `prompts_per_step` training problems,
 score each attempt with the verifier, and take one optimizer step. method=score: REINFORCE with a leave-one-out
 baseline, credit per attempt, exact KL to the frozen checkpoint (`pretrain.score.stage_terms` says which stage puts
-what where). method=star: SFT on the policy's own wrong-then-right attempts; method=pair_sft: SFT on pairs of a
-wrong and a right first attempt of the same problem (both sampled from the frozen base model, as in the paper).
+what where). method=star: SFT on the second attempts of wrong-then-right pairs; method=pair_sft: SFT on a wrong
+first attempt followed by a right first attempt of the same problem (both from samples of the frozen base model, as
+in the paper, on fresh problems every step).
 Every `eval_every` steps the test splits are decoded greedily, twice, and judged (`evaluate_two_attempts`).
 
 The run directory (runs/<run_name>) holds config.yaml, environment.json, metrics.jsonl (one row per step, and the

@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install data test lint bench clean cpu-pipeline cpu-train cpu-eval cpu-probe cpu-rur cpu-aggregate cpu-finetune-grid
+.PHONY: install data test lint bench clean cpu-pipeline cpu-train cpu-eval cpu-probe cpu-rur cpu-aggregate cpu-finetune-grid \
+	cpu-selfcorrect cpu-score cpu-star cpu-pair-sft cpu-selfcorrect-summary
 
 # A local virtual environment with torch pinned to 2.13.0 (a CPU wheel here) before anything else can pull CUDA.
 $(STAMP): pyproject.toml
@@ -66,6 +67,27 @@ cpu-aggregate: $(STAMP)
 FT_ARGS    ?=
 cpu-finetune-grid: $(STAMP)
 	$(PY) -m pretrain.finetune -m +experiment=finetune_grid_laptop checkpoint=$(CKPT) hydra.sweep.dir=runs/cpu/finetune_grid_$(EXP) $(FT_ARGS)
+
+# Self-correction from the run's newest checkpoint (README "Self-correction by RL"): SCoRe's Stage I -> II, then the
+# STaR and Pair-SFT baselines, each in <run>/selfcorrect/<method>, then one table and figure of them all.
+# The base model should know the two-attempt format:
+#   make cpu-train cpu-selfcorrect EXP=laptop_two_attempts
+#   make cpu-train cpu-selfcorrect EXP=smoke RL_ARGS=rl=smoke                 (seconds: the machinery only)
+RL_ARGS    ?= rl=laptop
+
+cpu-selfcorrect: cpu-score cpu-star cpu-pair-sft cpu-selfcorrect-summary
+
+cpu-score: $(STAMP)
+	$(PY) -m pretrain.selfcorrect checkpoint=$(CKPT) $(RL_ARGS) hydra.run.dir=$(RUN)/selfcorrect/score
+
+cpu-star: $(STAMP)
+	$(PY) -m pretrain.selfcorrect checkpoint=$(CKPT) $(RL_ARGS) rl.method=star hydra.run.dir=$(RUN)/selfcorrect/star
+
+cpu-pair-sft: $(STAMP)
+	$(PY) -m pretrain.selfcorrect checkpoint=$(CKPT) $(RL_ARGS) rl.method=pair_sft hydra.run.dir=$(RUN)/selfcorrect/pair_sft
+
+cpu-selfcorrect-summary: $(STAMP)
+	$(PY) -m pretrain.selfcorrect_summary $(RUN)/selfcorrect
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -16,6 +16,7 @@ from igsm.vocab import Vocabulary
 
 STREAM_MISTAKES = 1  # random stream of the mistakes, independent of the problem's (stream 0)
 STREAM_REASK = 2  # random stream of a re-asked question
+STREAM_TWO_ATTEMPTS = 3  # random stream of the choice to write a training example as two attempts
 MASK_MODES = ("none", "name", "step")
 
 
@@ -77,6 +78,9 @@ class DataConfig:
     shuffle, the papers; 0-4 local shuffles; 6 none), train_size examples saved (the papers stream fresh ones
     instead: train.source=stream), test_size examples per test split (the papers' cell size 4,096), test_ops
     [15, 20, 21, 22, 23] and reask_ops [20] (the papers' med columns). mistakes: see MistakeConfig.
+    two_attempts: the share of training examples written as two attempts (SCoRe's format, `pretrain.tokenizer.layout`)
+    whose second attempt restates the clean solution: a base model learns the format without learning to correct,
+    SCoRe's starting point (base models that rarely change their answer). 0: none, as in the papers.
     hierarchies / groups / items size the world (`GenConfig`): a cut of the vocabulary every split draws from
     (None: the whole vocabulary file).
     """
@@ -98,10 +102,13 @@ class DataConfig:
     groups: int | None = None
     items: int | None = None
     mistakes: MistakeConfig = field(default_factory=MistakeConfig)
+    two_attempts: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.mistakes, dict):
             self.mistakes = MistakeConfig(**self.mistakes)
+        if not 0 <= self.two_attempts <= 1:
+            raise ValueError(f"data.two_attempts must be in [0, 1], got {self.two_attempts}")
         for key in ("train_size", "test_size", "seed"):
             if getattr(self, key) < 0:
                 raise ValueError(f"data.{key} must be >= 0, got {getattr(self, key)}")
@@ -158,7 +165,7 @@ class DataConfig:
 
 def make_example(cfg: DataConfig, split: str, index: int, vocab: Vocabulary | None = None) -> dict[str, Any]:
     """Example `index` of `split`: the problem's text fields, its solution with mistakes (training split only),
-    the mistakes' character spans, and metadata columns."""
+    the mistakes' character spans, metadata columns, and whether it is written as two attempts (training only)."""
     seed = cfg.split_seed(split)
     problem = generate(cfg.gen_config(split), seed, index, vocab)
     if split.startswith("test_reask"):
@@ -179,4 +186,7 @@ def make_example(cfg: DataConfig, split: str, index: int, vocab: Vocabulary | No
         "mistake_params": [x.name for x in wm.mistakes],
         "mistake_spans": [list(x.span) for x in wm.mistakes],
         "mistake_name_spans": [list(x.name_span) for x in wm.mistakes],
+        "two_attempts": split == "train"
+        and cfg.two_attempts > 0
+        and derive_rng(seed, index, STREAM_TWO_ATTEMPTS).random() < cfg.two_attempts,
     }

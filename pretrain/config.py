@@ -43,6 +43,7 @@ COMMANDS = {
     "rur": "pretrain.evaluate",
     "probe": "probes.probe",
     "finetune": "pretrain.finetune",
+    "selfcorrect": "pretrain.selfcorrect",
 }
 
 

@@ -30,7 +30,7 @@ from igsm.split import TRAIN_BINS
 from pretrain.config import store_schema
 from pretrain.tokenizer import TokenizerConfig, cache_name, encode_batch, load_tokenizer, resolve_roles, train_tokenizer
 
-FORMAT_VERSION = 3  # bump when the examples or their encoding change, so that cached datasets are rebuilt
+FORMAT_VERSION = 4  # bump when the examples or their encoding change, so that cached datasets are rebuilt
 MARKER = "igsm-lab.json"
 TOKENIZER_DIR = "tokenizer"
 
@@ -135,6 +135,7 @@ SCHEMA = pa.schema(
         ("mistake_params", pa.list_(pa.string())),
         ("mistake_spans", pa.list_(pa.list_(pa.int32()))),
         ("mistake_name_spans", pa.list_(pa.list_(pa.int32()))),
+        ("two_attempts", pa.bool_()),
         ("input_ids", pa.list_(pa.int32())),
         ("loss_mask", pa.list_(pa.int8())),
         ("prompt_length", pa.int32()),

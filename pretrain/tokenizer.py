@@ -2,7 +2,8 @@
 
 Special tokens, their roles and the sequence layout (`layout`) live here and nowhere else: a training example is
 <|problem|> prompt <|solution|> " " solution <|answer|> " " answer <|endoftext|>, as in the reference code (which uses
-GPT-2's ids 222 / 223 / 224 / 50256 in these roles). Any other `transformers` tokenizer can be used instead by name or
+GPT-2's ids 222 / 223 / 224 / 50256 in these roles); a two-attempt example (SCoRe's format) continues after that
+<|endoftext|> with <|retry|> (the instruction to try again, as one token), a second solution, its answer and <|endoftext|>. Any other `transformers` tokenizer can be used instead by name or
 path, with the roles given as token strings or ids in the config.
 """
 
@@ -26,8 +27,11 @@ SPECIAL_TOKENS: dict[str, str] = {
     "begin_solution": "<|solution|>",
     "begin_answer": "<|answer|>",
     "end": "<|endoftext|>",
+    "retry": "<|retry|>",  # SCoRe's self-correction instruction; optional in a run's roles (older runs lack it)
 }
 ROLES = tuple(SPECIAL_TOKENS)
+OPTIONAL_ROLES = ("retry",)  # a tokenizer without it serves everything but two attempts (`second_prompt`)
+REQUIRED_ROLES = tuple(r for r in ROLES if r not in OPTIONAL_ROLES)
 MIN_VOCAB = 256 + len(SPECIAL_TOKENS) + 32  # the byte alphabet, the special tokens, and room for a few merges
 SINGLE_TOKEN_WORDS = tuple(f" {w}" for w in (*T.NUMBERS, *T.SYMBOLS, T.BACK))  # each must be one token
 
@@ -44,11 +48,13 @@ class TokenizerConfig:
     roles: dict[str, Any] = field(default_factory=lambda: dict(SPECIAL_TOKENS))
 
     def __post_init__(self) -> None:
-        missing = [r for r in ROLES if r not in self.roles]
+        missing = [r for r in REQUIRED_ROLES if r not in self.roles]
         if missing:
-            raise ValueError(f"tokenizer.roles lacks {missing}; it needs {list(ROLES)}")
+            raise ValueError(f"tokenizer.roles lacks {missing}; it needs {list(REQUIRED_ROLES)}")
         if self.path is None and self.vocab_size < MIN_VOCAB:
-            raise ValueError(f"tokenizer.vocab_size must be >= {MIN_VOCAB} (bytes + special tokens), got {self.vocab_size}")
+            raise ValueError(
+                f"tokenizer.vocab_size must be >= {MIN_VOCAB} (bytes + special tokens), got {self.vocab_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class Roles:
     begin_solution: int
     begin_answer: int
     end: int
+    retry: int | None = None  # None: the tokenizer (or the run's roles) has no two-attempt format
 
 
 def _corpus_mixes(data: DataConfig, seed: int) -> list[DataConfig]:
@@ -89,13 +96,14 @@ def cache_name(cfg: TokenizerConfig, data: DataConfig) -> str:
     corpus settings and of the world's vocabulary, so that another world never reuses it."""
     mixes = [asdict(m) for m in _corpus_mixes(data, cfg.seed)]
     vocab = data.gen_config("train").vocabulary().digest
-    key = hashlib.sha256(json.dumps([mixes, vocab], sort_keys=True).encode()).hexdigest()[:8]
+    key = hashlib.sha256(json.dumps([mixes, vocab, SPECIAL_TOKENS], sort_keys=True).encode()).hexdigest()[:8]
     return f"igsm-bpe{cfg.vocab_size}-n{cfg.train_problems}-s{cfg.seed}-{key}"
 
 
 def train_tokenizer(cfg: TokenizerConfig, data: DataConfig, out_dir: str | os.PathLike) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on `data`'s world (`training_corpus`) and save it (atomically) with
-    save_pretrained. Its vocabulary is at most `cfg.vocab_size`: a small world yields fewer merges."""
+    save_pretrained. Its vocabulary is at most `cfg.vocab_size` (a small world yields fewer merges) plus the optional
+    roles' tokens, appended last so that every other id is the one a tokenizer trained before them has."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -104,11 +112,16 @@ def train_tokenizer(cfg: TokenizerConfig, data: DataConfig, out_dir: str | os.Pa
     trainer = trainers.BpeTrainer(
         vocab_size=cfg.vocab_size,
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS.values()),
+        special_tokens=[SPECIAL_TOKENS[r] for r in REQUIRED_ROLES],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(training_corpus(data, cfg.train_problems, cfg.seed), trainer, length=cfg.train_problems + len(SINGLE_TOKEN_WORDS))
+    tok.train_from_iterator(
+        training_corpus(data, cfg.train_problems, cfg.seed),
+        trainer,
+        length=cfg.train_problems + len(SINGLE_TOKEN_WORDS),
+    )
+    tok.add_special_tokens([SPECIAL_TOKENS[r] for r in OPTIONAL_ROLES])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=SPECIAL_TOKENS["end"],
@@ -135,11 +148,11 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerFast:
 
 def resolve_roles(tok: PreTrainedTokenizerFast, roles: dict[str, Any]) -> Roles:
     """Token ids for the configured role tokens, failing loudly on a token the tokenizer does not have."""
-    missing = [r for r in ROLES if r not in roles]
+    missing = [r for r in REQUIRED_ROLES if r not in roles]
     if missing:
-        raise ValueError(f"tokenizer.roles lacks {missing}; it needs {list(ROLES)}")
+        raise ValueError(f"tokenizer.roles lacks {missing}; it needs {list(REQUIRED_ROLES)}")
     ids = {}
-    for role in ROLES:
+    for role in (r for r in ROLES if r in roles):
         value = roles[role]
         if isinstance(value, int):
             if not 0 <= value < len(tok):
@@ -154,23 +167,44 @@ def resolve_roles(tok: PreTrainedTokenizerFast, roles: dict[str, Any]) -> Roles:
 
 
 def layout(
-    roles: Roles, prompt: list[int], solution: list[int] | None = None, answer: list[int] | None = None
+    roles: Roles,
+    prompt: list[int],
+    solution: list[int] | None = None,
+    answer: list[int] | None = None,
+    second: tuple[list[int], list[int]] | None = None,
 ) -> list[int]:
     """The sequence layout (spec §9), the one place it is written, from the token ids of its parts:
 
         a training example   <begin_problem> prompt <begin_solution> solution <begin_answer> answer <end>
         a model's prompt     <end> <begin_problem> prompt <begin_solution>          (solution None)
+        two attempts         a training example, then <retry> solution2 <begin_answer> answer2 <end>   (second)
 
     A model's prompt starts with <end> because every example in a packed training window follows the previous
-    one's <end>; decoding, probing and regret detection all read the model on this prompt and what follows it."""
+    one's <end>; decoding, probing and regret detection all read the model on this prompt and what follows it.
+    The first attempt of two is an ordinary example (it ends at <end>, so a single-attempt model writes it
+    unchanged); the second attempt's prompt is `second_prompt`."""
     head = [roles.begin_problem, *prompt, roles.begin_solution]
     if solution is None:
-        if answer is not None:
-            raise ValueError("layout: an answer needs a solution before it")
+        if answer is not None or second is not None:
+            raise ValueError("layout: an answer or a second attempt needs a solution before it")
         return [roles.end, *head]
     if answer is None:
         raise ValueError("layout: a training example needs its answer")
-    return [*head, *solution, roles.begin_answer, *answer, roles.end]
+    ids = [*head, *solution, roles.begin_answer, *answer, roles.end]
+    if second is None:
+        return ids
+    return second_prompt(roles, ids) + [*second[0], roles.begin_answer, *second[1], roles.end]
+
+
+def second_prompt(roles: Roles, first: list[int]) -> list[int]:
+    """What the model reads before its second attempt: the first attempt's prompt and generation `first` (closed
+    with <end> if it stopped short), then <retry>."""
+    if roles.retry is None:
+        raise ValueError(
+            f"this tokenizer / run has no 'retry' role ({SPECIAL_TOKENS['retry']}): it cannot write two attempts; "
+            "use a checkpoint trained with a tokenizer that has it"
+        )
+    return [*first, *([] if first and first[-1] == roles.end else [roles.end]), roles.retry]
 
 
 def prompt_ids(tok: PreTrainedTokenizerFast, roles: Roles, prompt: str) -> list[int]:
@@ -183,16 +217,27 @@ def encode_batch(
     tok: PreTrainedTokenizerFast, roles: Roles, examples: list[dict], mask: str = "none"
 ) -> dict[str, list]:
     """Token ids, loss mask (0 on masked mistake tokens), prompt length (through <begin_solution>) and the token
-    span [start, end) of each taken-back step per example.
+    span [start, end) of each taken-back step per example. An example with `two_attempts` set continues with a
+    second attempt restating its clean solution (`layout`), all of it trained on.
 
     mask: "none", "name" (the wrong parameter's name) or "step" (" Define <name> as"), from the character spans.
     """
     prompts = tok([e["prompt"] for e in examples], add_special_tokens=False).input_ids
     sols = tok([" " + e["solution"] for e in examples], add_special_tokens=False, return_offsets_mapping=True)
     answers = tok([f" {e['answer']}" for e in examples], add_special_tokens=False).input_ids
+    twice = [i for i, e in enumerate(examples) if e.get("two_attempts")]
+    seconds = dict(
+        zip(
+            twice,
+            tok([" " + examples[i]["clean_solution"] for i in twice], add_special_tokens=False).input_ids
+            if twice
+            else [],
+            strict=True,
+        )
+    )
     out: dict[str, list] = {"input_ids": [], "loss_mask": [], "prompt_length": [], "mistake_token_spans": []}
-    for e, p_ids, s_ids, offsets, a_ids in zip(
-        examples, prompts, sols.input_ids, sols.offset_mapping, answers, strict=True
+    for k, (e, p_ids, s_ids, offsets, a_ids) in enumerate(
+        zip(examples, prompts, sols.input_ids, sols.offset_mapping, answers, strict=True)
     ):
         spans = []
         if mask == "name":
@@ -204,7 +249,7 @@ def encode_batch(
             ]
         sol_mask = [0 if any(s < b and t > a for a, b in spans) else 1 for s, t in offsets]
         head = len(layout(roles, p_ids)) - 1  # through <begin_solution>: a model's prompt less its leading <end>
-        ids = layout(roles, p_ids, s_ids, a_ids)
+        ids = layout(roles, p_ids, s_ids, a_ids, (seconds[k], a_ids) if k in seconds else None)
         out["input_ids"].append(ids)
         out["loss_mask"].append([1] * head + sol_mask + [1] * (len(ids) - head - len(sol_mask)))
         out["prompt_length"].append(head)

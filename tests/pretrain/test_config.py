@@ -16,6 +16,7 @@ from pretrain.decode import DecodeConfig
 from pretrain.evaluate import EvalConfig
 from pretrain.finetune import FinetuneConfig, FinetuneRunConfig
 from pretrain.model import ModelConfig
+from pretrain.selfcorrect import RLConfig
 from pretrain.tokenizer import TokenizerConfig
 from pretrain.train import RunConfig, TrainConfig
 from probes.probe import ProbeConfig
@@ -29,6 +30,7 @@ GROUPS = {
     "eval": EvalConfig,
     "probe": ProbeConfig,
     "finetune": FinetuneConfig,
+    "rl": RLConfig,
 }
 COMMAND_SCHEMAS = {"pretrain": RunConfig, "make_data": BuildConfig, "finetune": FinetuneRunConfig}  # commands whose own keys have a dataclass
 PRESETS = [(group, p.stem) for group in GROUPS for p in sorted((CONF / group).glob("*.yaml"))]

@@ -109,7 +109,7 @@ def test_roles_come_from_the_checkpoint_run_config(smoke_checkpoint, tmp_path):
 
     from pretrain.config import to_dataclass
     from pretrain.evaluate import EvalConfig, checkpoint_roles, evaluate_model, load_checkpoint
-    from pretrain.tokenizer import Roles
+    from pretrain.tokenizer import REQUIRED_ROLES, Roles
 
     model, tok, run_config = load_checkpoint(smoke_checkpoint, "cpu", "fp32")
     default = checkpoint_roles(tok, run_config, smoke_checkpoint)
@@ -125,12 +125,12 @@ def test_roles_come_from_the_checkpoint_run_config(smoke_checkpoint, tmp_path):
     ckpt = run / "checkpoints" / "step_0000001"
     moved.save_pretrained(ckpt)
     tok.save_pretrained(ckpt)
-    OmegaConf.update(run_config, "tokenizer.roles", dict(zip(Roles.__dataclass_fields__, ids, strict=True)))
+    OmegaConf.update(run_config, "tokenizer.roles", dict(zip(REQUIRED_ROLES, ids, strict=True)))  # retry: kept
     OmegaConf.save(run_config, run / "config.yaml")
 
     model2, tok2, run_config2 = load_checkpoint(ckpt, "cpu", "fp32")
     roles = checkpoint_roles(tok2, run_config2, ckpt)
-    assert roles == Roles(*ids)
+    assert roles == Roles(*ids, retry=default.retry)
     data = to_dataclass(DataConfig, run_config2.data)
     ev = EvalConfig(name="ids", splits=[next(s for s in data.splits() if s != "train")], n=3)
     ev.decode = DecodeConfig(max_length=300, batch_size=3)

@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 from igsm import templates as T
 from igsm.dataset import DataConfig, MistakeConfig, make_example
 from pretrain.tokenizer import (
+    OPTIONAL_ROLES,
     SINGLE_TOKEN_WORDS,
     SPECIAL_TOKENS,
     TokenizerConfig,
@@ -99,7 +100,37 @@ def test_a_small_world_gets_a_small_tokenizer(tmp_path):
     BACK still one token (train_tokenizer checks that), and names take a few tokens on average."""
     world = DataConfig(max_op=4, max_edge=6, hierarchies=["city"], groups=1, items=6)
     tok = train_tokenizer(TokenizerConfig(vocab_size=512, train_problems=600), world, tmp_path / "t")
-    assert len(tok) <= 512
+    assert len(tok) <= 512 + len(OPTIONAL_ROLES)  # the optional roles' tokens come on top of the BPE's size
     names = world.gen_config("train").vocabulary().item_category
     lengths = [len(tok(" " + n, add_special_tokens=False).input_ids) for n in names]
     assert sum(lengths) / len(lengths) <= 3, lengths
+
+
+def test_two_attempt_examples_restate_the_clean_solution_after_retry(smoke_tokenizer):
+    """data.two_attempts writes that share of training examples (and no test example) as two attempts: the usual
+    example, then <retry>, the clean solution and the answer again, all trained on; older roles without the retry
+    token still resolve (retry None)."""
+    tok = smoke_tokenizer
+    roles = resolve_roles(tok, SPECIAL_TOKENS)
+    cfg = DataConfig(max_op=4, max_edge=6, two_attempts=0.3, mistakes=MistakeConfig("retry", 0.3))
+    examples = [make_example(cfg, "train", i) for i in range(200)]
+    assert 0.2 < sum(e["two_attempts"] for e in examples) / 200 < 0.4
+    assert not any(make_example(cfg, "test_op4", i)["two_attempts"] for i in range(50))
+    assert not any(make_example(DataConfig(max_op=4, max_edge=6), "train", i)["two_attempts"] for i in range(50))
+    twice = [e for e in examples if e["two_attempts"]][:5]
+    enc = encode_batch(tok, roles, twice, "name")
+    for k, e in enumerate(twice):
+        ids = enc["input_ids"][k]
+        r = ids.index(roles.retry)
+        assert ids[r - 1] == roles.end and ids.count(roles.retry) == 1 and ids[-1] == roles.end
+        assert ids[:r] == encode_batch(tok, roles, [{**e, "two_attempts": False}], "name")["input_ids"][0]
+        a = ids.index(roles.begin_answer, r)
+        assert (
+            tok.decode(ids[r + 1 : a]) == " " + e["clean_solution"] and tok.decode(ids[a + 1 : -1]) == f" {e['answer']}"
+        )
+        assert all(enc["loss_mask"][k][r:])
+    old = resolve_roles(tok, {k: v for k, v in SPECIAL_TOKENS.items() if k != "retry"})
+    assert old.retry is None and old.end == roles.end
+    assert roles.retry == len(tok) - 1  # appended last: every other id is that of a tokenizer trained without it
+    with pytest.raises(ValueError, match="two_attempts must be in"):
+        DataConfig(two_attempts=1.5)

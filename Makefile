@@ -20,8 +20,10 @@ install: $(STAMP)
 data: $(STAMP)
 	$(PY) -m pretrain.make_data
 
+# Two pytest workers (one torch thread each: tests/conftest.py); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -5,14 +5,21 @@ problem (`from tests.conftest import HAND_STATEMENT, ...`) serves the verifier, 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+# One torch thread per test process (and per subprocess a test starts): `make test` runs two pytest workers on two
+# cores, and torch's spinning worker threads slow every process down many times over when cores are shared.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from igsm.dataset import DataConfig
 from pretrain.tokenizer import TokenizerConfig, cache_name, load_tokenizer, train_tokenizer
 
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
 

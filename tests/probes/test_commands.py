@@ -10,7 +10,11 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+from pretrain.config import compose
+from probes.rur import rur
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "probing.ipynb"
@@ -37,27 +41,21 @@ def test_probe_and_retry_upon_regret_commands(smoke_checkpoint):
     assert (out / "regret_adapter" / "adapter_model.safetensors").exists() and "finetuned detector" in (
         out / "results.md"
     ).read_text()
-    for detector in (
-        ["detector=perfect"],
-        ["detector=probe", f"probe_dir={out}"],
-        ["detector=adapter", f"probe_dir={out}"],
-    ):
-        r = run(
-            "probes.rur",
-            f"checkpoint={smoke_checkpoint}",
-            "eval=smoke",
-            "eval.n=2",
-            "eval.decode.max_length=500",
-            *detector,
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
-        name = "rur_" + detector[0].split("=")[1]
+    # the command line once (perfect detector); the learned detectors in-process, through the same config
+    common = [f"checkpoint={smoke_checkpoint}", "eval=smoke", "eval.n=2", "eval.decode.max_length=500"]
+    r = run("probes.rur", *common, "detector=perfect")
+    assert r.returncode == 0, r.stderr[-2000:]
+    for detector in ("probe", "adapter"):
+        rur(compose("rur", [*common, f"detector={detector}", f"probe_dir={out}"]))
+    for detector in ("perfect", "probe", "adapter"):
         res = json.loads(
-            (smoke_checkpoint.parent.parent / "eval" / smoke_checkpoint.name / name / "results.json").read_text()
+            (
+                smoke_checkpoint.parent.parent / "eval" / smoke_checkpoint.name / f"rur_{detector}" / "results.json"
+            ).read_text()
         )
         assert res["splits"]["test_op4"]["n"] == 2 and "detector_calls" in res
-    bad = run("probes.rur", f"checkpoint={smoke_checkpoint}", "eval=smoke", "detector=probe")
-    assert bad.returncode != 0 and "probe_dir" in bad.stderr
+    with pytest.raises(ValueError, match="probe_dir"):
+        rur(compose("rur", [*common, "detector=probe"]))
 
 
 def test_notebook_is_paired_and_stripped():

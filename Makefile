@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install data test lint bench clean cpu-pipeline cpu-train cpu-eval cpu-probe cpu-rur cpu-aggregate cpu-finetune-grid \
-	cpu-selfcorrect cpu-score cpu-star cpu-pair-sft cpu-selfcorrect-summary
+	cpu-selfcorrect cpu-score cpu-star cpu-pair-sft cpu-selfcorrect-summary cpu-three-ways
 
 # A local virtual environment with torch pinned to 2.13.0 (a CPU wheel here) before anything else can pull CUDA.
 $(STAMP): pyproject.toml
@@ -90,6 +90,36 @@ cpu-pair-sft: $(STAMP)
 
 cpu-selfcorrect-summary: $(STAMP)
 	$(PY) -m pretrain.selfcorrect_summary $(RUN)/selfcorrect
+
+# Three ways to self-correct at one token budget (issue 12 §3; README "Three ways to self-correct"), all in
+# runs/cpu/three_ways_$(TW_EXP)/: the clean two-attempt base (clean/) evaluated greedily and by beam search, probed,
+# decoded with retry upon regret (the probe as detector), and trained by SCoRe (score/); then the retry-data twin
+# (retry/: +experiment=$(TW_RETRY) $(TW_RETRY_ARGS)) pretrained on the clean run's tokens + SCoRe's RL tokens
+# (`pretrain.three_ways --budget`) and evaluated greedily; then one table and figure (summary.md/.json/.png).
+# Every evaluation scores the same first TW_N problems of each test split (SCoRe's too: rl.eval_n). Seconds:
+# (TW_EVAL_ARGS: eval.* keys only, so that the evaluations keep their names: greedy, $(TW_BEAM), rur_probe)
+#   make cpu-three-ways TW_EXP=smoke TW_RETRY=smoke TW_RETRY_ARGS=+mistakes=retry0.5 TW_N=2 PROBE_ARGS=probe=smoke \
+#     TW_PROBE=smoke RL_ARGS=rl=smoke TW_EVAL_ARGS="eval.decode.max_length=900 eval.decode.batch_size=4"
+TW_EXP       ?= laptop_two_attempts
+TW_RETRY     ?= laptop_two_attempts_retry
+TW_RETRY_ARGS ?=
+TW_N         ?= 128
+TW_EVAL_ARGS ?= eval.decode.max_length=1024
+TW_BEAM      ?= beam4
+TW_PROBE     ?= default
+TW            = runs/cpu/three_ways_$(TW_EXP)
+tw_ckpt       = $(1)/checkpoints/$$(cat $(1)/checkpoints/latest)
+
+cpu-three-ways: $(STAMP)
+	$(PY) -m pretrain.train +experiment=$(TW_EXP) hydra.run.dir=$(TW)/clean
+	$(PY) -m pretrain.evaluate checkpoint=$(call tw_ckpt,$(TW)/clean) $(TW_EVAL_ARGS) eval.n=$(TW_N)
+	$(PY) -m pretrain.evaluate checkpoint=$(call tw_ckpt,$(TW)/clean) eval=$(TW_BEAM) $(TW_EVAL_ARGS) eval.n=$(TW_N)
+	$(PY) -m probes.probe checkpoint=$(call tw_ckpt,$(TW)/clean) probe.generations=$(TW)/clean/eval/$$(cat $(TW)/clean/checkpoints/latest)/greedy/generations.jsonl $(PROBE_ARGS)
+	$(PY) -m probes.rur checkpoint=$(call tw_ckpt,$(TW)/clean) detector=probe probe_dir=$(TW)/clean/probes/$$(cat $(TW)/clean/checkpoints/latest)/$(TW_PROBE) $(TW_EVAL_ARGS) eval.n=$(TW_N)
+	$(PY) -m pretrain.selfcorrect checkpoint=$(call tw_ckpt,$(TW)/clean) $(RL_ARGS) rl.eval_n=$(TW_N) hydra.run.dir=$(TW)/score
+	$(PY) -m pretrain.train +experiment=$(TW_RETRY) $(TW_RETRY_ARGS) hydra.run.dir=$(TW)/retry train.steps=null train.tokens=$$($(PY) -m pretrain.three_ways --budget --clean $(TW)/clean --score $(TW)/score)
+	$(PY) -m pretrain.evaluate checkpoint=$(call tw_ckpt,$(TW)/retry) $(TW_EVAL_ARGS) eval.n=$(TW_N)
+	$(PY) -m pretrain.three_ways --clean $(TW)/clean --retry $(TW)/retry --score $(TW)/score --beam $(TW_BEAM) --out $(TW)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -177,6 +177,7 @@ def rl_step(policy, ref, optimizer, prompts, reward_fn, stage: str, cfg: RLConfi
         "kl_t2": totals["kl2_sum"] / max(totals["tokens2"], 1),
         "tokens_t1": totals["tokens1"] / n,
         "tokens_t2": totals["tokens2"] / n,
+        "tokens_prompt": sum(len(p) for p in r.prompts) / n,  # with y1 and y2: the tokens a step trains on
         "grad_norm": grad_norm,
     }
 

@@ -50,6 +50,7 @@ def rur(cfg: DictConfig) -> dict:
         summary,
         records,
         detector=str(cfg.detector),
+        probe_dir=str(cfg.probe_dir) if cfg.detector != "perfect" else None,
         detector_calls=detector.calls,
         detector_flags=detector.flags,
     )

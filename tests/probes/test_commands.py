@@ -54,6 +54,7 @@ def test_probe_and_retry_upon_regret_commands(smoke_checkpoint):
             ).read_text()
         )
         assert res["splits"]["test_op4"]["n"] == 2 and "detector_calls" in res
+        assert res["probe_dir"] == (None if detector == "perfect" else str(out))  # the table of three ways reads it
     with pytest.raises(ValueError, match="probe_dir"):
         rur(compose("rur", [*common, "detector=probe"]))
 

@@ -253,7 +253,7 @@ def test_selfcorrect_smoke_runs_and_resumes(composer, smoke_checkpoint, tmp_path
     # resuming continues exactly: the same samples, rewards and KL as one uninterrupted run
     train(to_dataclass(RLConfig, OmegaConf.merge(cfg.rl, longer)), cfg.checkpoint, None, tmp_path / "straight")
     straight = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
-    keys = ("step", "stage", "acc_t1", "acc_t2", "kl_t1", "kl_t2", "tokens_t1", "tokens_t2")
+    keys = ("step", "stage", "acc_t1", "acc_t2", "kl_t1", "kl_t2", "tokens_t1", "tokens_t2", "tokens_prompt")
     assert [[r[k] for k in keys] for r in straight if "eval" not in r] == [
         [r[k] for k in keys] for r in rows if "eval" not in r
     ]

@@ -111,10 +111,13 @@ def run_config_for(cfg: FinetuneRunConfig) -> RunConfig:
     base = base_config(cfg.checkpoint)
     data = to_dataclass(DataConfig, OmegaConf.merge(base.data, cfg.data))
     tokenizer = to_dataclass(TokenizerConfig, base.tokenizer)
+    # the roles exactly as the run had them: merged with today's defaults, a run from before an optional role
+    # (retry) would gain a token its tokenizer lacks
+    roles = OmegaConf.to_container(base.tokenizer.roles, resolve=True)
     model = to_dataclass(ModelConfig, base.model)
     return RunConfig(
         data=data,
-        tokenizer=replace(tokenizer, path=str(Path(cfg.checkpoint).resolve())),
+        tokenizer=replace(tokenizer, path=str(Path(cfg.checkpoint).resolve()), roles=roles),
         model=replace(model, name=f"{model.name}+{cfg.finetune.method}"),  # aggregate's rows tell methods apart
         train=cfg.finetune.train,
         out_root=cfg.out_root,

@@ -217,6 +217,19 @@ def test_bad_input_names_the_value(composer, smoke_checkpoint, smoke_out_root, l
         run(small)
 
 
+def test_a_run_from_before_an_optional_role_keeps_its_own_roles(composer, smoke_checkpoint, smoke_out_root, tmp_path):
+    """A checkpoint whose run config lists only the four roles of its time (no `retry`) finetunes with exactly those:
+    today's role defaults must not be merged in (its tokenizer may lack the newer token)."""
+    old = tmp_path / "old"
+    shutil.copytree(smoke_checkpoint.parent.parent, old, ignore=shutil.ignore_patterns("eval", "probes"))
+    cfg = OmegaConf.load(old / "config.yaml")
+    del cfg.tokenizer.roles["retry"]
+    OmegaConf.save(cfg, old / "config.yaml")
+    checkpoint = old / "checkpoints" / smoke_checkpoint.name
+    run = ft.run_config_for(ft_config(composer, checkpoint, smoke_out_root))
+    assert run.tokenizer.roles == OmegaConf.to_container(cfg.tokenizer.roles)
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("finetune_*.yaml")))
 def test_every_finetune_experiment_composes(composer, name):
     cfg = composer(

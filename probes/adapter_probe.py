@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pretrain.adapters import AdapterSpec, add_lora, quiet_peft, split_qkv
-from probes.regret import _last_step, defined_name
+from probes.regret import ScoreDetector
 from probes.states import Markers, pad_batch, query_ids
 from probes.vprobe import fit_probe
 
@@ -67,7 +67,7 @@ def train_adapter_probe(
 
 
 @dataclass
-class AdapterDetector:
+class AdapterDetector(ScoreDetector):
     """The finetuned regret detector, with `probes.regret.ProbeDetector`'s interface."""
 
     probe: AdapterProbe
@@ -83,13 +83,6 @@ class AdapterDetector:
         seq = prefix + query_ids(self.tokenizer, self.markers, (name,))
         ids, mask = pad_batch([seq], self.probe.head.weight.device)
         return float(torch.softmax(self.probe(ids, mask), -1)[0, 1])
-
-    def __call__(self, example: dict, prompt: list[int], generated: list[int]) -> bool:
-        name = defined_name(_last_step(self.tokenizer, generated)[1])
-        flag = self.score(prompt + generated, name) > self.threshold
-        self.calls += 1
-        self.flags += flag
-        return flag
 
 
 def load_adapter_detector(model, tokenizer, probe_dir: str | Path) -> AdapterDetector:

@@ -93,8 +93,20 @@ class PerfectDetector:
         return flag
 
 
+class ScoreDetector:
+    """A detector that flags the step just written when `score(prefix, name)` (P(mistake)) exceeds `threshold`; the
+    subclass holds `tokenizer`, `threshold`, `calls` and `flags` and defines `score`."""
+
+    def __call__(self, example: dict, prompt: list[int], generated: list[int]) -> bool:
+        name = defined_name(_last_step(self.tokenizer, generated)[1])
+        flag = self.score(prompt + generated, name) > self.threshold
+        self.calls += 1
+        self.flags += flag
+        return flag
+
+
 @dataclass
-class ProbeDetector:
+class ProbeDetector(ScoreDetector):
     """A linear regret probe (a fitted scikit-learn classifier) on one layer's state at the query's [END]."""
 
     model: object
@@ -111,13 +123,6 @@ class ProbeDetector:
         seq = prefix + query_ids(self.tokenizer, self.markers, (name,))
         x = end_states(self.model, [seq], layers=[self.layer])[:, 0]
         return float(self.classifier.predict_proba(x)[0, list(self.classifier.classes_).index(1)])
-
-    def __call__(self, example: dict, prompt: list[int], generated: list[int]) -> bool:
-        name = defined_name(_last_step(self.tokenizer, generated)[1])
-        flag = self.score(prompt + generated, name) > self.threshold
-        self.calls += 1
-        self.flags += flag
-        return flag
 
 
 def generation_points(problem: Problem, solution: str, tokenizer, prompt: list[int]):

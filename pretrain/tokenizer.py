@@ -39,12 +39,15 @@ SINGLE_TOKEN_WORDS = tuple(f" {w}" for w in (*T.NUMBERS, *T.SYMBOLS, T.BACK))  #
 @dataclass
 class TokenizerConfig:
     """path: a transformers tokenizer name or directory to use as is; None trains igsm-lab's own (cached under
-    the data root). roles: the token (string or id) playing each role."""
+    the data root). roles: the token (string or id) playing each role. whole_names: every item name of the world
+    (with its leading space) is one token, added after the BPE and the optional roles, so that a parameter's name
+    is always three tokens (" Seville", "'s", " Otter Creek Park"); for small worlds (a few dozen names)."""
 
     path: str | None = None
     vocab_size: int = 4096
     train_problems: int = 20_000
     seed: int = 0
+    whole_names: bool = False
     roles: dict[str, Any] = field(default_factory=lambda: dict(SPECIAL_TOKENS))
 
     def __post_init__(self) -> None:
@@ -97,14 +100,16 @@ def cache_name(cfg: TokenizerConfig, data: DataConfig) -> str:
     mixes = [asdict(m) for m in _corpus_mixes(data, cfg.seed)]
     vocab = data.gen_config("train").vocabulary().digest
     key = hashlib.sha256(json.dumps([mixes, vocab, SPECIAL_TOKENS], sort_keys=True).encode()).hexdigest()[:8]
-    return f"igsm-bpe{cfg.vocab_size}-n{cfg.train_problems}-s{cfg.seed}-{key}"
+    names = "-names" if cfg.whole_names else ""
+    return f"igsm-bpe{cfg.vocab_size}{names}-n{cfg.train_problems}-s{cfg.seed}-{key}"
 
 
 def train_tokenizer(cfg: TokenizerConfig, data: DataConfig, out_dir: str | os.PathLike) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on `data`'s world (`training_corpus`) and save it (atomically) with
     save_pretrained. Its vocabulary is at most `cfg.vocab_size` (a small world yields fewer merges) plus the optional
-    roles' tokens, appended last so that every other id is the one a tokenizer trained before them has."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    roles' tokens, appended last so that every other id is the one a tokenizer trained before them has, and with
+    `cfg.whole_names` the world's item names after them."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -122,6 +127,9 @@ def train_tokenizer(cfg: TokenizerConfig, data: DataConfig, out_dir: str | os.Pa
         length=cfg.train_problems + len(SINGLE_TOKEN_WORDS),
     )
     tok.add_special_tokens([SPECIAL_TOKENS[r] for r in OPTIONAL_ROLES])
+    if cfg.whole_names:
+        names = sorted(data.gen_config("train").vocabulary().item_category)
+        tok.add_tokens([AddedToken(f" {name}", normalized=False) for name in names])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=SPECIAL_TOKENS["end"],

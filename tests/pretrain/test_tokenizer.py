@@ -106,6 +106,26 @@ def test_a_small_world_gets_a_small_tokenizer(tmp_path):
     assert sum(lengths) / len(lengths) <= 3, lengths
 
 
+def test_whole_names_make_every_item_name_one_token(tmp_path):
+    """tokenizer.whole_names: each item name of the world is one token (so a parameter is always three), text
+    still round-trips exactly, and the cache never confuses it with the plain tokenizer."""
+    from pretrain.tokenizer import cache_name
+
+    world = DataConfig(max_op=4, max_edge=6, hierarchies=["city"], groups=1, items=6)
+    cfg = TokenizerConfig(vocab_size=512, train_problems=300, whole_names=True)
+    tok = train_tokenizer(cfg, world, tmp_path / "t")
+    names = world.gen_config("train").vocabulary().item_category
+    assert len(tok) <= 512 + len(OPTIONAL_ROLES) + len(names)
+    for name in names:
+        assert len(tok(f" {name}", add_special_tokens=False).input_ids) == 1, name
+        assert len(tok(f" {name}'s", add_special_tokens=False).input_ids) == 2, name
+    for i in range(60):
+        e = make_example(world, "train", i)
+        text = e["prompt"] + " " + e["solution"]
+        assert tok.decode(tok(text, add_special_tokens=False).input_ids) == text
+    assert cache_name(cfg, world) != cache_name(TokenizerConfig(vocab_size=512, train_problems=300), world)
+
+
 def test_two_attempt_examples_restate_the_clean_solution_after_retry(smoke_tokenizer):
     """data.two_attempts writes that share of training examples (and no test example) as two attempts: the usual
     example, then <retry>, the clean solution and the answer again, all trained on; older roles without the retry

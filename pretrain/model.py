@@ -25,6 +25,7 @@ class ModelConfig:
     n_head: int = 12
     head_dim: int = 64  # hidden size = n_head * head_dim (the papers: 64 h)
     rope_theta: float = 10_000.0
+    rotary_fraction: float = 1.0  # share of each head's dims that rotary rotates (the rest match by content only)
     max_positions: int = 2048  # the papers evaluate at context 2048
     tie_embeddings: bool = True
     attn_implementation: str = "sdpa"
@@ -34,6 +35,8 @@ class ModelConfig:
         for key in ("n_layer", "n_head", "head_dim", "max_positions"):
             if getattr(self, key) < 1:
                 raise ValueError(f"model.{key} must be >= 1, got {getattr(self, key)}")
+        if not 0 < self.rotary_fraction <= 1:
+            raise ValueError(f"model.rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
 
     @property
     def hidden(self) -> int:
@@ -63,7 +66,7 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> GPTNeoXForCausalLM:
         initializer_range=cfg.init_std,
         use_parallel_residual=False,
         tie_word_embeddings=cfg.tie_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": 1.0},
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": cfg.rotary_fraction},
         attn_implementation=cfg.attn_implementation,
         bos_token_id=None,
         eos_token_id=None,

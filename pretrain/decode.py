@@ -107,7 +107,7 @@ class DynamicStep:
         return self._forward(tokens[:, None])
 
 
-COMPACT = 0.25  # StaticNeoX: drop finished rows once they are this share of the rows (a compaction copies the cache)
+COMPACT = 0.1  # StaticNeoX: drop finished rows once they are this share of the rows (a compaction copies the cache)
 
 
 @torch.inference_mode()

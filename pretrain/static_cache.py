@@ -20,6 +20,7 @@ from transformers.models.gpt_neox.modeling_gpt_neox import apply_rotary_pos_emb
 
 GROW = 64  # cache columns added at a time (at least; or as many as generated so far): growing copies the cache
 PREFILL_ROWS = 8  # prompts prefilled together, grouped by length
+ATTN_ROWS = 16  # rows that attend together in a step, over the columns the longest of their prompts needs
 
 
 def supports(model: torch.nn.Module) -> bool:
@@ -46,6 +47,7 @@ class StaticNeoX:
         self.width = ids.shape[1]
         self.col = self.width  # the column the next token's key and value go to
         self.pos = (mask.cumsum(-1) - 1).clamp(min=0)  # rotary positions: each row counts from its first real token
+        self._blocks((self.width - mask.sum(-1)).tolist())
         self.k = self.v = self.mask = None
 
     @property
@@ -107,6 +109,14 @@ class StaticNeoX:
         n = len(kept)
         self.k, self.v = self.k[:, :n], self.v[:, :n]
         self.mask, self.pos = self.mask[keep], self.pos[keep]
+        self._blocks([self.first[r] for r in kept])
+
+    def _blocks(self, first: list[int]) -> None:
+        """Split the rows into blocks of `ATTN_ROWS` for attention, each with the first column any of its rows needs:
+        a block of short prompts skips the padding columns (half of a batch's prompt columns, when `generate` sorts
+        the prompts by length), whose keys and values dominate the memory a step reads."""
+        self.first = first
+        self.blocks = [(a, a + ATTN_ROWS, min(first[a : a + ATTN_ROWS])) for a in range(0, len(first), ATTN_ROWS)]
 
     def _grow(self) -> None:
         """Add columns to the cache: at least `GROW`, or as many as generated so far (amortised copies)."""
@@ -131,7 +141,7 @@ class StaticNeoX:
         col, batch = self.col, tokens.shape[0]
         h = self.net.embed_in(tokens[:, None])  # [rows, 1, hidden]
         cos, sin = self.net.rotary_emb(h, self.pos)
-        attn_mask = self.mask[:, None, None, : col + 1]
+        mask = self.mask[:, None, None, : col + 1]
         for i, layer in enumerate(self.net.layers):
             att = layer.attention
             qkv = att.query_key_value(layer.input_layernorm(h))
@@ -140,8 +150,14 @@ class StaticNeoX:
             q, k = apply_rotary_pos_emb(q, k, cos, sin)  # rotates the first rotary_ndims dims (partial rotary too)
             self.k[i, :, :, col] = k[:, :, 0]
             self.v[i, :, :, col] = v[:, :, 0]
-            o = F.scaled_dot_product_attention(
-                q, self.k[i, :, :, : col + 1], self.v[i, :, :, : col + 1], attn_mask=attn_mask, scale=att.scaling
+            ks, vs = self.k[i, :, :, : col + 1], self.v[i, :, :, : col + 1]
+            o = torch.cat(
+                [
+                    F.scaled_dot_product_attention(
+                        q[a:b], ks[a:b, :, c:], vs[a:b, :, c:], attn_mask=mask[a:b, :, :, c:], scale=att.scaling
+                    )
+                    for a, b, c in self.blocks
+                ]
             )
             o = att.dense(o.transpose(1, 2).reshape(batch, 1, -1))
             if layer.use_parallel_residual:

@@ -49,8 +49,9 @@ LAYOUTS = {
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_step_logits_equal_transformers(layout, monkeypatch):
     """Prefill and 80 one-token steps of StaticNeoX give the logits of the model's own forward (random weights;
-    prompts prefilled in groups of 3; rows dropped along the way; enough steps to grow the cache)."""
+    prompts prefilled in groups of 3, attending in blocks of 2; rows dropped along the way; enough steps to grow the cache)."""
     monkeypatch.setattr(static_cache, "PREFILL_ROWS", 3)
+    monkeypatch.setattr(static_cache, "ATTN_ROWS", 2)
     model, prompts = tiny_model(**LAYOUTS[layout]), random_prompts((5, 31, 1, 17, 40, 9, 23))
     ids, mask = left_pad(prompts, 0)
     lean, ref = StaticNeoX(model, ids, mask, ids.shape[1] + 80), DynamicStep(model, ids, mask)

@@ -3,7 +3,9 @@
 
 A prompt is <end> <begin_problem> problem <begin_solution> (spec §9); a model writes the solution, <begin_answer>,
 the answer and <end>. Generation stops at <end> or when prompt + generation reach `max_length` (2048, as in the
-papers). Finished sequences leave the batch, so a long solution does not keep short ones computing.
+papers). Finished sequences leave the batch, so a long solution does not keep short ones computing. GPT-NeoX models
+(ours) decode through `pretrain.static_cache`, a lean step over a static KV cache, twice as fast for small models on a
+CPU as the model's own forward with a `DynamicCache`, which other models use.
 """
 
 from __future__ import annotations
@@ -126,6 +128,8 @@ def decode_batch(
     device = next(model.parameters()).device
     lengths = [len(p) for p in prompts]
     budget = [min(cfg.max_length - n, cfg.max_new_tokens or cfg.max_length) for n in lengths]
+    if max(budget) < 1:  # nothing to generate: prompts at max_length already
+        return [[] for _ in prompts]
     ids, mask = left_pad(prompts, end_id, device)
     lean = supports(model) if lean is None else lean
     state = StaticNeoX(model, ids, mask, ids.shape[1] + max(budget)) if lean else DynamicStep(model, ids, mask)

@@ -24,8 +24,12 @@ ATTN_ROWS = 16  # rows that attend together in a step, over the columns the long
 
 
 def supports(model: torch.nn.Module) -> bool:
-    """Whether `StaticNeoX` can run this model: a plain GPT-NeoX causal LM (not, e.g., wrapped by peft)."""
-    return type(model) is GPTNeoXForCausalLM
+    """Whether `StaticNeoX` runs this model exactly: a plain GPT-NeoX causal LM (not, e.g., wrapped by peft), not
+    training with dropout (the step applies none)."""
+    if type(model) is not GPTNeoXForCausalLM:
+        return False
+    c = model.config
+    return not (model.training and (c.hidden_dropout or c.attention_dropout))
 
 
 class StaticNeoX:

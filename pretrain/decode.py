@@ -109,7 +109,7 @@ class DynamicStep:
         return self._forward(tokens[:, None])
 
 
-COMPACT = 0.1  # StaticNeoX: drop finished rows once they are this share of the rows (a compaction copies the cache)
+COMPACT = 0.1  # StaticNeoX: drop finished rows once they are this share of the rows (measured: 0.1 > 0.25 > 0.5)
 
 
 @torch.inference_mode()

@@ -6,9 +6,9 @@ time outside the matrix products: building the 4D attention mask, concatenating 
 it when sequences finish. Here the step runs through the model's own submodules (embedding, layer norms, the fused
 query_key_value, its rotary embedding, dense, MLP, head: the same weights, no copy) with the keys and values written
 in place into buffers preallocated as [layers, batch, heads, capacity, head_dim], and attention by
-`scaled_dot_product_attention` under the left-padding mask. The prompts are prefilled by the model's own forward, so
-the cache starts as `transformers` computes it. Finished rows are dropped only once enough of them have piled up
-(`select`), since each compaction copies much of the cache.
+`scaled_dot_product_attention` under the left-padding mask, in blocks of rows that skip the padding columns no row of
+theirs needs. The prompts are prefilled by the model's own forward, so the cache starts as `transformers` computes it.
+`decode_batch` drops finished rows (`select`) only once enough of them have piled up, since a compaction moves rows.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class StaticNeoX:
     def rows(self) -> int:
         return self.k.shape[1]
 
+    @torch.inference_mode()
     def prefill(self) -> torch.Tensor:
         """Next-token logits [batch, vocab] after the prompts, through the model's own forward; its keys and values
         become the first columns of the static cache. Rows of similar length are prefilled together

@@ -3,7 +3,9 @@
 
 A prompt is <end> <begin_problem> problem <begin_solution> (spec §9); a model writes the solution, <begin_answer>,
 the answer and <end>. Generation stops at <end> or when prompt + generation reach `max_length` (2048, as in the
-papers). Finished sequences leave the batch, so a long solution does not keep short ones computing.
+papers). Finished sequences leave the batch, so a long solution does not keep short ones computing. GPT-NeoX models
+(ours) decode through `pretrain.static_cache`, a lean step over a static KV cache, twice as fast for small models on a
+CPU as the model's own forward with a `DynamicCache`, which other models use.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from pretrain.static_cache import StaticNeoX, supports
 from pretrain.tokenizer import Roles
 
 MODES = ("greedy", "sample", "beam")
@@ -66,6 +69,49 @@ def left_pad(prompts: list[list[int]], pad_id: int, device=None) -> tuple[torch.
     return ids.to(device), mask.to(device)
 
 
+class DynamicStep:
+    """The decoding state of a batch of left-padded prompts on any causal LM, through its own forward and a
+    `DynamicCache` (the reference for `StaticNeoX`, which has the same interface: prefill, step, select, rows)."""
+
+    def __init__(self, model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor):
+        self.model, self.ids, self.mask = model, ids, mask
+        self.pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        self.cache = DynamicCache()
+
+    @property
+    def rows(self) -> int:
+        return self.mask.shape[0]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Next-token logits after x (only the last position's are computed)."""
+        res = self.model(
+            input_ids=x,
+            attention_mask=self.mask,
+            position_ids=self.pos,
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return res.logits[:, -1]
+
+    def prefill(self) -> torch.Tensor:
+        logits = self._forward(self.ids)
+        self.pos = self.pos[:, -1:]
+        return logits
+
+    def select(self, keep: torch.Tensor) -> None:
+        self.cache.batch_select_indices(keep)
+        self.mask, self.pos = self.mask[keep], self.pos[keep]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        self.pos = self.pos + 1
+        return self._forward(tokens[:, None])
+
+
+COMPACT = 0.1  # StaticNeoX: drop finished rows once they are this share of the rows (measured: 0.1 > 0.25 > 0.5)
+
+
 @torch.inference_mode()
 def decode_batch(
     model: torch.nn.Module,
@@ -73,43 +119,48 @@ def decode_batch(
     end_id: int,
     cfg: DecodeConfig,
     generator: torch.Generator | None = None,
+    lean: bool | None = None,
 ) -> list[list[int]]:
-    """Generated ids (after the prompt, <end> included when reached) for prompts decoded together, left-padded."""
+    """Generated ids (after the prompt, <end> included when reached) for prompts decoded together, left-padded.
+    A GPT-NeoX model runs through the lean static-cache step (`pretrain.static_cache`), any other model (or
+    `lean=False`, the reference) through its own forward and a `DynamicCache`; both give the same tokens. Finished
+    rows stop computing: at once with the dynamic cache, in bulk with the static one."""
     device = next(model.parameters()).device
     lengths = [len(p) for p in prompts]
-    ids, mask = left_pad(prompts, end_id, device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
-
-    def forward(x: torch.Tensor, m: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Next-token logits after x (only the last position's are computed)."""
-        res = model(
-            input_ids=x, attention_mask=m, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1
-        )
-        return res.logits[:, -1]
-
-    logits = forward(ids, mask, positions)
-    out: list[list[int]] = [[] for _ in prompts]
-    alive = torch.arange(len(prompts), device=device)
     budget = [min(cfg.max_length - n, cfg.max_new_tokens or cfg.max_length) for n in lengths]
-    pos = positions[:, -1:]
+    if max(budget) < 1:  # nothing to generate: prompts at max_length already
+        return [[] for _ in prompts]
+    ids, mask = left_pad(prompts, end_id, device)
+    lean = supports(model) if lean is None else lean
+    state = StaticNeoX(model, ids, mask, ids.shape[1] + max(budget)) if lean else DynamicStep(model, ids, mask)
+    threshold = COMPACT if lean else 0.0
+    logits = state.prefill()
+    out: list[list[int]] = [[] for _ in prompts]
+    rows = list(range(len(prompts)))  # the prompt of each state row; None once finished
     for step in range(max(budget)):
-        nxt = _pick(logits, cfg, generator)
-        done = []
-        for row, (i, tok) in enumerate(zip(alive.tolist(), nxt.tolist(), strict=True)):
-            out[i].append(tok)
-            if tok == end_id or step + 1 >= budget[i]:
-                done.append(row)
-        if done:
-            gone = set(done)
-            keep = torch.tensor([r for r in range(len(alive)) if r not in gone], dtype=torch.long, device=device)
-            if len(keep) == 0:
-                break
-            cache.batch_select_indices(keep)
-            alive, nxt, mask, pos = alive[keep], nxt[keep], mask[keep], pos[keep]
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        pos = pos + 1
-        logits = forward(nxt[:, None], mask, pos)
+        live = [r for r, i in enumerate(rows) if i is not None]
+        # only the live rows' logits, in order, so that sampling draws exactly as if finished rows were gone
+        nxt = _pick(logits if len(live) == len(rows) else logits[live], cfg, generator)
+        tokens = nxt.tolist()
+        for r, tok in zip(live, tokens, strict=True):
+            out[rows[r]].append(tok)
+            if tok == end_id or step + 1 >= budget[rows[r]]:
+                rows[r] = None
+        alive = [r for r, i in enumerate(rows) if i is not None]
+        if not alive:
+            break
+        if len(rows) - len(alive) > threshold * len(rows):
+            keep = torch.tensor(alive, dtype=torch.long, device=device)
+            state.select(keep)
+            rows = [rows[r] for r in alive]
+            where = {r: j for j, r in enumerate(live)}
+            feed = nxt[torch.tensor([where[r] for r in alive], dtype=torch.long, device=device)]
+        elif len(live) == len(rows):
+            feed = nxt
+        else:  # finished rows still in the batch are fed anything (here <end>); their logits are never read
+            feed = torch.full((len(rows),), end_id, dtype=torch.long, device=device)
+            feed[torch.tensor(live, dtype=torch.long, device=device)] = nxt
+        logits = state.step(feed)
     return out
 
 

@@ -1,0 +1,93 @@
+"""The lean static-cache decoder (`pretrain.static_cache`) against `transformers`' own forward with a dynamic cache:
+the same logits at every step, the same greedy tokens, the same samples, under every length limit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPTNeoXForCausalLM
+
+from pretrain import static_cache
+from pretrain.decode import DecodeConfig, DynamicStep, decode_batch, left_pad
+from pretrain.model import ModelConfig, build_model
+from pretrain.static_cache import StaticNeoX, supports
+
+
+def tiny_model(init_std: float = 0.02, **changes) -> torch.nn.Module:
+    """A 2-layer model of ours, random weights; `changes` to its GPT-NeoX config try the layouts ours does not use."""
+    config = build_model(ModelConfig(n_layer=2, n_head=2, head_dim=16, max_positions=256, init_std=init_std), 60).config
+    for key, value in changes.items():
+        setattr(config, key, value)
+    torch.manual_seed(0)
+    return GPTNeoXForCausalLM(config).eval()
+
+
+def random_prompts(lengths: tuple[int, ...] = (5, 31, 1, 17, 40, 9, 23, 12, 3, 28)) -> list[list[int]]:
+    g = torch.Generator().manual_seed(0)
+    return [torch.randint(0, 60, (n,), generator=g).tolist() for n in lengths]
+
+
+@pytest.fixture(scope="module")
+def chatty():
+    """A random model whose large weights make its greedy text depend on the prompt, prompts of mixed lengths, and
+    a stop token it writes in some rows, at different steps, but not in all (the role of <end>)."""
+    model, ps = tiny_model(init_std=0.3), random_prompts()
+    free = decode_batch(model, ps, 0, DecodeConfig(max_new_tokens=60), lean=False)
+    firsts = {t: {x.index(t) for x in free if t in x} for t in set(sum(free, []))}
+    stop = max(firsts, key=lambda t: (sum(t in x for x in free) < len(ps), len(firsts[t])))
+    assert sum(stop in x for x in free) < len(ps) and len(firsts[stop]) > 2
+    return model, stop, ps
+
+
+LAYOUTS = {
+    "ours": {},
+    "parallel residual": {"use_parallel_residual": True},
+    "partial rotary": {"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}},
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_step_logits_equal_transformers(layout, monkeypatch):
+    """Prefill and 80 one-token steps of StaticNeoX give the logits of the model's own forward (random weights;
+    prompts prefilled in groups of 3, attending in blocks of 2; rows dropped along the way; enough steps to grow the cache)."""
+    monkeypatch.setattr(static_cache, "PREFILL_ROWS", 3)
+    monkeypatch.setattr(static_cache, "ATTN_ROWS", 2)
+    model, prompts = tiny_model(**LAYOUTS[layout]), random_prompts((5, 31, 1, 17, 40, 9, 23))
+    ids, mask = left_pad(prompts, 0)
+    lean, ref = StaticNeoX(model, ids, mask, ids.shape[1] + 80), DynamicStep(model, ids, mask)
+    with torch.inference_mode():
+        a, b = lean.prefill(), ref.prefill()
+        for step in range(80):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+            if step in (10, 30):  # finished rows leave the batch
+                keep = torch.tensor([0, 2, 3, 5, 6] if step == 10 else [1, 2, 4])
+                lean.select(keep)
+                ref.select(keep)
+                a, b = a[keep], b[keep]
+            tokens = a.argmax(-1)
+            a, b = lean.step(tokens), ref.step(tokens)
+    assert lean.rows == ref.rows == 3 and lean.k.shape[3] > ids.shape[1] + static_cache.GROW
+
+
+@pytest.mark.parametrize("limits", [{}, {"max_new_tokens": 7}, {"max_length": 50}])
+def test_lean_greedy_equals_transformers(chatty, limits):
+    """Same tokens as the dynamic-cache reference, under max_length, max_new_tokens or neither: rows finish at
+    <end> or at their budget at different steps."""
+    model, end, ps = chatty
+    assert supports(model)
+    longest = max(len(p) for p in ps)
+    cfg = DecodeConfig(**{"max_length": longest + 60, **limits})
+    lean = decode_batch(model, ps, end, cfg)
+    assert lean == decode_batch(model, ps, end, cfg, lean=False)
+    budgets = [min(cfg.max_length - len(p), cfg.max_new_tokens or cfg.max_length) for p in ps]
+    assert all(len(x) <= b for x, b in zip(lean, budgets, strict=True))
+    assert any(x[-1] == end for x in lean) and not all(x[-1] == end for x in lean)
+
+
+def test_lean_sampling_draws_as_transformers(chatty):
+    """With the same generator, sampling (and nucleus sampling) draws the same tokens as the reference."""
+    model, end, ps = chatty
+    for top_p in (1.0, 0.8):
+        cfg = DecodeConfig(mode="sample", top_p=top_p, max_length=max(len(p) for p in ps) + 40)
+        runs = [decode_batch(model, ps, end, cfg, torch.Generator().manual_seed(3), lean=x) for x in (True, False)]
+        assert runs[0] == runs[1]

@@ -1,5 +1,6 @@
-"""Decoding throughput: problems/s and generated tokens/s of our batched greedy decoder and of `transformers`'
-`generate` (its default dynamic cache), on the same model, prompts and batch, in one run.
+"""Decoding throughput: problems/s and generated tokens/s of our batched greedy decoder (its lean static-cache
+step, and its reference step through the model's forward and a `DynamicCache`) and of `transformers`' `generate`
+(its default dynamic cache), on the same model, prompts and batch, in one run.
 
     python benchmarks/eval_throughput.py --checkpoint runs/.../checkpoints/step_0100000 --n 4096 --batch 512
     python benchmarks/eval_throughput.py --model gpt2-12-12 --n 256 --batch 64 --new-tokens 400   # random weights
@@ -19,7 +20,7 @@ import torch
 
 from igsm.dataset import DataConfig, make_example
 from pretrain.config import compose, to_dataclass
-from pretrain.decode import DecodeConfig, generate, left_pad
+from pretrain.decode import DecodeConfig, decode_batch, generate, left_pad
 from pretrain.model import build_model
 from pretrain.tokenizer import SPECIAL_TOKENS, Roles, load_tokenizer, prompt_ids, resolve_roles
 from pretrain.train import RunConfig
@@ -102,11 +103,15 @@ def main() -> None:
         if name == "ours":
             run_roles = Roles(roles.begin_problem, roles.begin_solution, roles.begin_answer, end)
             return sum(len(g) for g in generate(model, prompts, run_roles, cfg))
+        if name == "ours, DynamicCache":  # the reference step of decode_batch, batched as `generate` batches
+            ordered = sorted(prompts, key=len, reverse=True)
+            chunks = [ordered[s : s + args.batch] for s in range(0, len(ordered), args.batch)]
+            return sum(len(g) for c in chunks for g in decode_batch(model, c, end, cfg, lean=False))
         budget = cfg.max_length - longest if eos else args.new_tokens
         return sum(hf_generate(model, prompts, end, budget, args.batch, eos))
 
     results = {}
-    for name in ("transformers.generate", "ours"):
+    for name in ("transformers.generate", "ours, DynamicCache", "ours"):
         best = float("inf")
         for _ in range(args.repeats):  # the best of the repeats: the first run of a process pays one-off costs
             sync()

@@ -77,7 +77,7 @@ def attention(checkpoint: Path, n: int, top: int = 4) -> None:
         for layer, att in enumerate(out.attentions):
             for head in range(att.shape[1]):
                 w = att[0, head, at].topk(top)
-                where = " ".join(f"{toks[j]}@{j}:{v:.2f}" for v, j in zip(w.values.tolist(), w.indices.tolist()))
+                where = " ".join(f"{toks[j]}@{j}:{v:.2f}" for v, j in zip(w.values.tolist(), w.indices.tolist(), strict=True))
                 print(f"  layer {layer} head {head}: {where}")
 
 

@@ -52,3 +52,22 @@ def test_vocab_mismatch_is_refused():
 def test_flops_per_token():
     m = build_model(ModelConfig(), 4100)
     assert flops_per_token(m, 768) == 6 * n_params(m) + 12 * 12 * 768 * 768
+
+
+def test_partial_rotary_leaves_the_other_dims_unrotated(tmp_path):
+    """model.rotary_fraction: rotary turns that share of each head's dims (so a content match on the rest does not
+    depend on distance), survives a reload, and a value outside (0, 1] is refused by name."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    m = build_model(replace(SMALL, rotary_fraction=0.25), 1000).eval()
+    assert m.config.rope_parameters["partial_rotary_factor"] == 0.25
+    assert m.gpt_neox.rotary_emb.inv_freq.numel() == 2  # 4 of the 16 dims of a head rotate: 2 frequencies
+    m.save_pretrained(tmp_path)
+    again = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    x = torch.randint(0, 1000, (1, 50))
+    with torch.no_grad():
+        assert torch.equal(m(x).logits, again(x).logits)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=f"model.rotary_fraction must be in \\(0, 1\\], got {bad}"):
+            ModelConfig(rotary_fraction=bad)

@@ -20,7 +20,7 @@ import torch
 
 from igsm.dataset import DataConfig, make_example
 from pretrain.config import compose, to_dataclass
-from pretrain.decode import DecodeConfig, decode_batch, generate, left_pad
+from pretrain.decode import DecodeConfig, generate, left_pad
 from pretrain.model import build_model
 from pretrain.tokenizer import SPECIAL_TOKENS, Roles, load_tokenizer, prompt_ids, resolve_roles
 from pretrain.train import RunConfig
@@ -100,13 +100,10 @@ def main() -> None:
             torch.cuda.synchronize()
 
     def run(name: str) -> int:
-        if name == "ours":
+        if name.startswith("ours"):  # "ours, DynamicCache": decode_batch's reference step
             run_roles = Roles(roles.begin_problem, roles.begin_solution, roles.begin_answer, end)
-            return sum(len(g) for g in generate(model, prompts, run_roles, cfg))
-        if name == "ours, DynamicCache":  # the reference step of decode_batch, batched as `generate` batches
-            ordered = sorted(prompts, key=len, reverse=True)
-            chunks = [ordered[s : s + args.batch] for s in range(0, len(ordered), args.batch)]
-            return sum(len(g) for c in chunks for g in decode_batch(model, c, end, cfg, lean=False))
+            lean = False if name == "ours, DynamicCache" else None
+            return sum(len(g) for g in generate(model, prompts, run_roles, cfg, lean=lean))
         budget = cfg.max_length - longest if eos else args.new_tokens
         return sum(hf_generate(model, prompts, end, budget, args.batch, eos))
 

@@ -57,9 +57,10 @@ def attention(checkpoint: Path, n: int, top: int = 4) -> None:
     from pretrain.tokenizer import layout, load_tokenizer
     from pretrain.train import RunConfig
 
-    cfg = to_dataclass(RunConfig, run_config(checkpoint))
+    raw = run_config(checkpoint)
+    cfg = to_dataclass(RunConfig, raw)
     tok = load_tokenizer(checkpoint)
-    roles = checkpoint_roles(tok, run_config(checkpoint), checkpoint)
+    roles = checkpoint_roles(tok, raw, checkpoint)
     model = AutoModelForCausalLM.from_pretrained(checkpoint, attn_implementation="eager").eval()
     split = f"test_seen_op{cfg.data.seen_ops[0]}" if cfg.data.seen_ops else f"test_op{cfg.data.test_ops[0]}"
 

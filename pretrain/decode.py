@@ -260,9 +260,11 @@ def generate(
     progress=None,
     regret: Callable | None = None,
     triggers: Triggers | None = None,
+    lean: bool | None = None,
 ) -> list[list[int]]:
     """Generations for all prompts, in their order; batches of similar prompt lengths (longest first).
-    With a `regret` detector (and the tokenizer's `triggers`), each prompt is decoded with retry upon regret."""
+    With a `regret` detector (and the tokenizer's `triggers`), each prompt is decoded with retry upon regret.
+    `lean`: `decode_batch`'s choice of step (None: the static cache where the model allows it)."""
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     results: list[list[int]] = [[] for _ in prompts]
     generator = None
@@ -283,7 +285,7 @@ def generate(
         if cfg.mode == "beam":
             gen = generate_beam(model, batch, roles.end, cfg)
         else:
-            gen = decode_batch(model, batch, roles.end, cfg, generator)
+            gen = decode_batch(model, batch, roles.end, cfg, generator, lean=lean)
         for i, g in zip(chunk, gen, strict=True):
             results[i] = g
         if progress is not None:

@@ -34,6 +34,7 @@ class DecodeConfig:
     max_new_tokens: int | None = None  # also cap the generated tokens (benchmarks)
     max_retries: int = 10  # retry upon regret: regenerations per solution
     seed: int = 0
+    workers: int = 1  # CPU: batches decoded by this many forked processes, the threads shared among them (greedy, beam)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -44,6 +45,14 @@ class DecodeConfig:
             )
         if self.batch_size < 1 or self.num_beams < 1 or self.max_length < 2:
             raise ValueError("decode.batch_size, decode.num_beams must be >= 1 and decode.max_length >= 2")
+        if self.workers < 1:
+            raise ValueError(f"decode.workers must be >= 1, got {self.workers}")
+        if self.workers > 1 and (self.mode == "sample" or self.do_sample):
+            # one generator draws through the batches in order: spread over processes, the samples would change
+            raise ValueError(
+                f"decode.workers > 1 needs a deterministic mode (greedy, beam), got mode={self.mode!r}"
+                f"{' with do_sample' if self.do_sample else ''}"
+            )
 
 
 def _pick(logits: torch.Tensor, cfg: DecodeConfig, generator: torch.Generator | None) -> torch.Tensor:
@@ -263,8 +272,9 @@ def generate(
     lean: bool | None = None,
 ) -> list[list[int]]:
     """Generations for all prompts, in their order; batches of similar prompt lengths (longest first).
-    With a `regret` detector (and the tokenizer's `triggers`), each prompt is decoded with retry upon regret.
-    `lean`: `decode_batch`'s choice of step (None: the static cache where the model allows it)."""
+    With a `regret` detector (and the tokenizer's `triggers`), each prompt is decoded with retry upon regret, in
+    this process (`cfg.workers` applies to batches). `lean`: `decode_batch`'s choice of step (None: the static
+    cache where the model allows it)."""
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     results: list[list[int]] = [[] for _ in prompts]
     generator = None
@@ -279,18 +289,56 @@ def generate(
             if progress is not None:
                 progress.update(1)
         return results
-    for start in range(0, len(order), cfg.batch_size):
-        chunk = order[start : start + cfg.batch_size]
-        batch = [prompts[i] for i in chunk]
-        if cfg.mode == "beam":
-            gen = generate_beam(model, batch, roles.end, cfg)
-        else:
-            gen = decode_batch(model, batch, roles.end, cfg, generator, lean=lean)
+    size = cfg.batch_size
+    if cfg.workers > 1:  # fewer batches than processes: smaller batches, one per process
+        size = min(size, -(-len(order) // cfg.workers))
+    chunks = [order[start : start + size] for start in range(0, len(order), size)]
+    jobs = [([prompts[i] for i in chunk], roles.end, cfg, lean) for chunk in chunks]
+    if cfg.workers > 1 and len(chunks) > 1:
+        gens = _forked(model, jobs, cfg.workers)
+    else:
+        gens = (_decode_chunk(model, *job, generator) for job in jobs)
+    for chunk, gen in zip(chunks, gens, strict=True):
         for i, g in zip(chunk, gen, strict=True):
             results[i] = g
         if progress is not None:
             progress.update(len(chunk))
     return results
+
+
+def _decode_chunk(model, batch, end_id, cfg: DecodeConfig, lean, generator=None) -> list[list[int]]:
+    if cfg.mode == "beam":
+        return generate_beam(model, batch, end_id, cfg)
+    return decode_batch(model, batch, end_id, cfg, generator, lean=lean)
+
+
+_FORKED_MODEL = None  # the model forked decoding processes run: inherited at the fork, never pickled
+
+
+def _forked_job(job) -> list[list[int]]:
+    return _decode_chunk(_FORKED_MODEL, *job)
+
+
+def _forked(model, jobs: list, workers: int):
+    """Each job's generations, in order, from `workers` forked processes sharing this process's threads (one each
+    at least). On a CPU, small models use two threads poorly (a decoding step is a few small matrix products), so
+    processes of one thread each decode faster than one process with all threads (benchmarks/eval_throughput.py)."""
+    import multiprocessing
+
+    global _FORKED_MODEL
+    if next(model.parameters()).device.type != "cpu":
+        raise ValueError(f"decode.workers > 1 decodes on CPU only, the model is on {next(model.parameters()).device}")
+    threads = torch.get_num_threads()
+    _FORKED_MODEL = model
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, _set_threads, (max(1, threads // workers),)) as pool:
+            yield from pool.imap(_forked_job, jobs)
+    finally:
+        _FORKED_MODEL = None
+
+
+def _set_threads(n: int) -> None:
+    torch.set_num_threads(n)
 
 
 def split_generation(tokenizer, ids: list[int], roles: Roles) -> tuple[str, str | None]:

@@ -91,3 +91,22 @@ def test_lean_sampling_draws_as_transformers(chatty):
         cfg = DecodeConfig(mode="sample", top_p=top_p, max_length=max(len(p) for p in ps) + 40)
         runs = [decode_batch(model, ps, end, cfg, torch.Generator().manual_seed(3), lean=x) for x in (True, False)]
         assert runs[0] == runs[1]
+
+
+def test_forked_workers_give_the_same_generations(chatty):
+    """`decode.workers=2` (batches decoded by two forked one-thread processes) returns every prompt's tokens, in the
+    prompts' order, as one process does, greedy and beam; sampling refuses workers (its draws span the batches)."""
+    from pretrain.decode import generate
+    from pretrain.tokenizer import Roles
+
+    model, end, ps = chatty
+    roles = Roles(**{role: end for role in Roles.__dataclass_fields__})
+    for mode in ({}, {"mode": "beam", "num_beams": 2}):
+        cfg = dict(max_length=max(len(p) for p in ps) + 30, batch_size=3, **mode)
+        one = generate(model, ps, roles, DecodeConfig(**cfg))
+        assert generate(model, ps, roles, DecodeConfig(**cfg, workers=2)) == one
+        assert generate(model, ps, roles, DecodeConfig(**{**cfg, "batch_size": 64}, workers=2)) == one
+    with pytest.raises(ValueError, match="workers > 1 needs a deterministic mode"):
+        DecodeConfig(mode="sample", workers=2)
+    with pytest.raises(ValueError, match="decode.workers must be >= 1, got 0"):
+        DecodeConfig(workers=0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from pretrain.static_cache import StaticNeoX, supports
+from pretrain.static_cache import StaticNeoX, supports, with_cache
 from pretrain.tokenizer import Roles
 
 MODES = ("greedy", "sample", "beam")
@@ -97,7 +97,7 @@ class DynamicStep:
             input_ids=x,
             attention_mask=self.mask,
             position_ids=self.pos,
-            past_key_values=self.cache,
+            **with_cache(self.model, self.cache),
             use_cache=True,
             logits_to_keep=1,
         )
@@ -225,11 +225,11 @@ def decode_with_regret(
     `regret(prompt, generated)`; on a detected mistake, go back to the end of the previous sentence and sample that
     sentence again (at most cfg.max_retries times per solution). Returns (generated ids, retries)."""
     device = next(model.parameters()).device
-    cache = DynamicCache()
+    kv = DynamicCache()
 
     def step(ids: list[int]) -> torch.Tensor:
         x = torch.tensor([ids], device=device)
-        return model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        return model(input_ids=x, **with_cache(model, kv), use_cache=True, logits_to_keep=1).logits[:, -1]
 
     logits = step(prompt)
     out: list[int] = []
@@ -251,9 +251,9 @@ def decode_with_regret(
         ):
             retries += 1
             del out[start:]
-            drop = cache.get_seq_length() - (len(prompt) + len(out) - 1)  # keep all but the last kept token
+            drop = kv.get_seq_length() - (len(prompt) + len(out) - 1)  # keep all but the last kept token
             if drop > 0:
-                cache.crop(-drop)
+                kv.crop(-drop)
             logits = step([(prompt + out)[-1]])
             sampling = True
             continue

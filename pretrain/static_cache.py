@@ -13,6 +13,9 @@ theirs needs. The prompts are prefilled by the model's own forward, so the cache
 
 from __future__ import annotations
 
+import inspect
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, GPTNeoXForCausalLM
@@ -30,6 +33,18 @@ def supports(model: torch.nn.Module) -> bool:
         return False
     c = model.config
     return not (model.training and (c.hidden_dropout or c.attention_dropout))
+
+
+def with_cache(model: torch.nn.Module, kv: DynamicCache) -> dict:
+    """The keyword that hands a KV cache to the model's forward: `cache` from transformers 5.x on (which warns that
+    `past_key_values`, the older name, goes away in 5.40), `past_key_values` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper: its model's
+    return {_cache_keyword(type(base)): kv}
+
+
+@lru_cache
+def _cache_keyword(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 class StaticNeoX:
@@ -76,7 +91,7 @@ class StaticNeoX:
                 input_ids=self.ids[rows, width - w :],
                 attention_mask=self.mask0[rows, width - w :],
                 position_ids=self.pos[rows, width - w :],
-                past_key_values=cache,
+                **with_cache(self.model, cache),
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1]

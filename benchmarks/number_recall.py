@@ -5,8 +5,9 @@ stream, and, with --attention, where each head of each layer looks from that " =
     python benchmarks/number_recall.py runs/E5/checkpoints/step_0003200 runs/E5/checkpoints/step_0000800
     python benchmarks/number_recall.py runs/E3/checkpoints/step_0000800 --attention 3
 
-The laptop search (benchmarks/results/laptop-search.md) uses it to tell "copies some number of the problem" (about
-1 / number of sentences) from "binds the asked parameter to its number" (near 100%) without decoding.
+The laptop search (benchmarks/results/laptop-search.md) uses it to tell "copies some number of the problem" from
+"binds the asked parameter to its number" (near 100%) without decoding; for one-operation worlds it first prints the
+first figure: a random pick among the numbers each problem gives directly.
 """
 
 from __future__ import annotations
@@ -42,6 +43,27 @@ def recall(checkpoint: Path, windows: int, start: int) -> tuple[int, int]:
         right += int((pred[:, :-1][at] == y[:, 1:][at]).sum())
         total += int(at.sum())
     return right, total
+
+
+def direct_chance(checkpoint: Path, n: int = 2000) -> float | None:
+    """For a one-operation world: the recall of a model that copies one of the numbers the problem gives directly
+    ("... equals 17."), picked at random, on n fresh training problems (None for other worlds)."""
+    import re
+
+    from igsm.dataset import make_example
+    from pretrain.checkpoint import run_config
+    from pretrain.config import to_dataclass
+    from pretrain.train import RunConfig
+
+    data = to_dataclass(RunConfig, run_config(checkpoint)).data
+    if data.max_op != 1:
+        return None
+    total = 0.0
+    for i in range(n):
+        e = make_example(data, "train", 20_000_000 + i)
+        given = [int(x) for x in re.findall(r"equals (\d+)\.", e["problem"])]
+        total += given.count(e["answer"]) / len(given) if given else 0.0
+    return total / n
 
 
 @torch.no_grad()
@@ -89,6 +111,9 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=10_000_000, help="stream position of the first scored example")
     ap.add_argument("--attention", type=int, default=0, help="also print attention at ' =' for this many problems")
     args = ap.parse_args()
+    chance = direct_chance(args.checkpoints[0])
+    if chance is not None:
+        print(f"a random pick among the numbers each problem gives directly: {chance:.1%} (2,000 training problems)")
     for ck in args.checkpoints:
         right, total = recall(ck, args.windows, args.start)
         print(f"{ck}: number after ' =' right {right} / {total} = {right / max(total, 1):.1%} (teacher-forced)")

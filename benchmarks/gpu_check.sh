@@ -46,7 +46,7 @@ if [[ -n $CPU ]]; then  # tiny sizes: the whole script in a minute or two on a l
     TOKENIZER=smoke
     EVAL_ARGS="--model smoke --n 4 --batch 2 --new-tokens 8 --repeats 1"
     # a step limit, not the clock: on a loaded 2-core machine the start alone can take 10 s (no step logged)
-    MINI_RUN="+experiment=smoke train.device=cpu train.steps=20 train.log_every=2 train.ckpt_every=100000"
+    MINI_RUN="+experiment=smoke train.device=cpu train.steps=10 train.log_every=2 train.ckpt_every=100000"
     MINI_SECONDS=120
     PART_LIMIT=300
 else

@@ -6,8 +6,8 @@ stream, and, with --attention, where each head of each layer looks from that " =
     python benchmarks/number_recall.py runs/E3/checkpoints/step_0000800 --attention 3
 
 The laptop search (benchmarks/results/laptop-search.md) uses it to tell "copies some number of the problem" from
-"binds the asked parameter to its number" (near 100%) without decoding; for one-operation worlds it first prints the
-first figure: a random pick among the numbers each problem gives directly.
+"binds the asked parameter to its number" (near 100%) without decoding; for one-operation worlds it first prints
+what the former scores: a random pick among the numbers each problem gives directly.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import torch
 
@@ -109,7 +110,7 @@ def main() -> None:
         if name.startswith("ours"):  # "ours, DynamicCache": decode_batch's reference step
             run_roles = Roles(roles.begin_problem, roles.begin_solution, roles.begin_answer, end)
             lean = False if name == "ours, DynamicCache" else None
-            run_cfg = DecodeConfig(**{**vars(cfg), "workers": workers}) if name.endswith("processes") else cfg
+            run_cfg = replace(cfg, workers=workers) if name.endswith("processes") else cfg
             return sum(len(g) for g in generate(model, prompts, run_roles, run_cfg, lean=lean))
         budget = cfg.max_length - longest if eos else args.new_tokens
         return sum(hf_generate(model, prompts, end, budget, args.batch, eos))

@@ -1,15 +1,23 @@
 """Can our model class learn the one skill every iGSM step needs, binding a parameter's name to its number, and how
 fast? A toy with iGSM's shape and nothing else: m statements "a b = v ." (a key of `--key` name tokens, a value of 23),
-then one query "? a b <gap> = " whose next token must be the value of that key; `--gap` filler tokens between the
-query's key and its "=" stand for iGSM's " as g; so g" (the solution step's name is 5-9 tokens before its " =").
-The model is ours (`pretrain.model.build_model`, GPT-2 with rotary), trained from scratch by AdamW with the loss on
-the value only, one fresh batch per step; the figure is the accuracy of the value on 1,024 fresh sequences.
+then `--queries` questions "? a b <gap> = v ." whose v must be predicted (keys drawn with replacement); `--gap` filler
+tokens between a question's key and its "=" stand for iGSM's " as g; so g" (a solution step's name is 5-9 tokens
+before its " ="). The model is ours (`pretrain.model.build_model`, GPT-2 with rotary), trained from scratch by AdamW
+with the loss on the questions' values only, one fresh batch per step; the figure is the accuracy of the value of one
+question on 1,024 fresh sequences (chance: 1 / statements).
 
     python benchmarks/recall_toy.py                                   # key 1 and 2, gap 0 and 6, 2 x 64 model
-    python benchmarks/recall_toy.py --key 2 --gap 6 --pairs 5 --steps 3000 --layers 4 --width 128
+    python benchmarks/recall_toy.py --key 2 --gap 0 --queries 4 --canon 4
+    python benchmarks/recall_toy.py --key 2 --gap 6 --queries 4 --canon 4 --first-gap 0 --first-steps 750
 
-The laptop search (benchmarks/results/laptop-search.md) uses it to tell whether the binding that the iGSM runs
-never learn is out of reach for this model and optimiser, or a matter of iGSM's text.
+Two things can be switched on to see what the binding needs:
+- `--canon K`: the model's `canon_kernel` (`pretrain.model.CanonNorm`): a causal depthwise convolution over the last
+  K positions on every attention's input, zero-initialised, as Part 4.1 of the papers' series ("Canon layers")
+  adds to make associative recall learnable. The papers' GPT-2 has none (K = 0).
+- a curriculum: the first `--first-steps` steps train on keys of `--first-key` tokens and gaps of `--first-gap`.
+
+The laptop search (benchmarks/results/laptop-search.md) uses it to tell whether the binding that the iGSM runs never
+learn is out of reach for this model and optimiser, or a matter of iGSM's text.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import argparse
 import time
 
 import torch
+import torch.nn.functional as F
 
 from pretrain.model import ModelConfig, build_model
 
@@ -26,26 +35,40 @@ NAMES, VALUES = 24, 23
 EQ, DOT, ASK = NAMES + VALUES, NAMES + VALUES + 1, NAMES + VALUES + 2
 FILLER = NAMES + VALUES + 3
 N_FILLER = 8
+IGNORE = -100
 
 
-def batch(n: int, pairs: int, key: int, gap: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids [n, length], value [n]): `pairs` statements with distinct keys, then the query of one of them."""
-    rows, answers = [], []
+def batch(
+    n: int, pairs: int, key: int, gap: int, g: torch.Generator, queries: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids [n, length], targets [n, length]): `pairs` statements with distinct keys, then `queries` questions of
+    stated keys, each "? key <gap> = value ."; targets[i, t] is the token ids[i, t + 1] must be (the value) after
+    each question's "=", IGNORE elsewhere."""
+    rows, targets = [], []
     for _ in range(n):
         keys: set[tuple[int, ...]] = set()
         while len(keys) < pairs:
             keys.add(tuple(torch.randint(0, NAMES, (key,), generator=g).tolist()))
         keys_l = list(keys)
         values = torch.randint(0, VALUES, (pairs,), generator=g).tolist()
-        seq = []
+        seq: list[int] = []
         for k, v in zip(keys_l, values, strict=True):
             seq += [*k, EQ, NAMES + v, DOT]
-        q = int(torch.randint(0, pairs, (1,), generator=g))
-        filler = (FILLER + torch.randint(0, N_FILLER, (gap,), generator=g)).tolist()
-        seq += [ASK, *keys_l[q], *filler, EQ]
+        target = [IGNORE] * len(seq)
+        for _ in range(queries):
+            q = int(torch.randint(0, pairs, (1,), generator=g))
+            filler = (FILLER + torch.randint(0, N_FILLER, (gap,), generator=g)).tolist()
+            seq += [ASK, *keys_l[q], *filler, EQ, NAMES + values[q], DOT]
+            target += [IGNORE] * (key + gap + 1) + [NAMES + values[q], IGNORE, IGNORE]
         rows.append(seq)
-        answers.append(NAMES + values[q])
-    return torch.tensor(rows), torch.tensor(answers)
+        targets.append(target)
+    return torch.tensor(rows), torch.tensor(targets)
+
+
+def value_accuracy(model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor) -> float:
+    logits = model(input_ids=ids).logits
+    at = targets != IGNORE
+    return float((logits.argmax(-1)[at] == targets[at]).float().mean())
 
 
 def run(args, key: int, gap: int) -> list[tuple[int, float]]:
@@ -54,9 +77,10 @@ def run(args, key: int, gap: int) -> list[tuple[int, float]]:
         n_layer=args.layers,
         n_head=args.heads,
         head_dim=args.width // args.heads,
-        max_positions=256,
+        max_positions=512,
         init_std=args.init_std,
         rope_theta=args.rope_theta,
+        canon_kernel=args.canon,
     )
     model = build_model(cfg, FILLER + N_FILLER)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=args.wd)
@@ -67,9 +91,12 @@ def run(args, key: int, gap: int) -> list[tuple[int, float]]:
         lr = args.lr * min(1.0, step / 20)
         for group in opt.param_groups:
             group["lr"] = lr
-        ids, y = batch(args.batch, args.pairs, key, gap, g)
-        logits = model(input_ids=ids).logits[:, -1]
-        loss = torch.nn.functional.cross_entropy(logits, y)
+        first = step <= args.first_steps
+        k = args.first_key if first and args.first_key is not None else key
+        gp = args.first_gap if first and args.first_gap is not None else gap
+        ids, targets = batch(args.batch, args.pairs, k, gp, g, args.queries)
+        logits = model(input_ids=ids).logits
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -77,17 +104,21 @@ def run(args, key: int, gap: int) -> list[tuple[int, float]]:
         if step % args.every == 0 or step == args.steps:
             model.eval()
             with torch.no_grad():
-                acc = float((model(input_ids=test[0]).logits[:, -1].argmax(-1) == test[1]).float().mean())
+                curve.append((step, value_accuracy(model, *test)))
             model.train()
-            curve.append((step, acc))
     return curve
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--key", type=int, nargs="+", default=[1, 2], help="name tokens per key")
-    ap.add_argument("--gap", type=int, nargs="+", default=[0, 6], help="filler tokens between the query's key and =")
+    ap.add_argument("--gap", type=int, nargs="+", default=[0, 6], help="filler tokens between a question's key and =")
     ap.add_argument("--pairs", type=int, default=4, help="statements per sequence (chance: 1 / pairs among them)")
+    ap.add_argument("--queries", type=int, default=1, help="questions per training sequence, each with a loss")
+    ap.add_argument("--canon", type=int, default=0, help="the model's canon_kernel (0: none)")
+    ap.add_argument("--first-steps", type=int, default=0, help="curriculum: steps trained on --first-key/--first-gap")
+    ap.add_argument("--first-key", type=int, default=None, help="key length of the first steps (default: the cell's)")
+    ap.add_argument("--first-gap", type=int, default=None, help="gap of the first steps (default: the cell's)")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -100,9 +131,14 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    for name in ("pairs", "queries", "steps", "batch", "every"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
     print(
-        f"{args.layers} x {args.width} ({args.heads} heads), {args.pairs} statements, batch {args.batch}, "
-        f"lr {args.lr}, init_std {args.init_std}, rope_theta {args.rope_theta}, wd {args.wd}, seed {args.seed}, {torch.get_num_threads()} threads; value accuracy on 1,024 fresh sequences"
+        f"{args.layers} x {args.width} ({args.heads} heads), {args.pairs} statements, {args.queries} questions, "
+        f"canon {args.canon}, first {args.first_steps} steps at key {args.first_key} gap {args.first_gap}, "
+        f"batch {args.batch}, lr {args.lr}, init_std {args.init_std}, rope_theta {args.rope_theta}, wd {args.wd}, "
+        f"seed {args.seed}, {torch.get_num_threads()} threads; value accuracy of one question on 1,024 fresh sequences"
     )
     for key in args.key:
         for gap in args.gap:

@@ -26,7 +26,7 @@ from omegaconf import MISSING, OmegaConf
 from igsm.dataset import DataConfig
 from pretrain.adapters import AdapterSpec, add_lora, is_adapter
 from pretrain.config import run_command, store_schema, to_dataclass
-from pretrain.model import ModelConfig, check_vocab
+from pretrain.model import MODEL_TYPES, ModelConfig, check_vocab
 from pretrain.tokenizer import TokenizerConfig, resolve_roles
 from pretrain.train import RunConfig, TrainConfig
 
@@ -94,8 +94,8 @@ def base_config(checkpoint: str | Path):
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"checkpoint={checkpoint}: not a save_pretrained checkpoint (no config.json)")
     model_type = json.loads((path / "config.json").read_text()).get("model_type")
-    if model_type != "gpt_neox":
-        raise ValueError(f"checkpoint={checkpoint} is a {model_type!r} model, not one of ours (gpt_neox)")
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"checkpoint={checkpoint} is a {model_type!r} model, not one of ours ({', '.join(MODEL_TYPES)})")
     cfg = run_config(path)
     if cfg is None or OmegaConf.select(cfg, "tokenizer.roles") is None:
         raise ValueError(

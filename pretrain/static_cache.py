@@ -39,11 +39,11 @@ def with_cache(model: torch.nn.Module, kv: DynamicCache) -> dict:
     """The keyword that hands a KV cache to the model's forward: `cache` from transformers 5.x on (which warns that
     `past_key_values`, the older name, goes away in 5.40), `past_key_values` before."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper: its model's
-    return {_cache_keyword(type(base)): kv}
+    return {cache_keyword(type(base)): kv}
 
 
 @lru_cache
-def _cache_keyword(cls: type) -> str:
+def cache_keyword(cls: type) -> str:
     return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 

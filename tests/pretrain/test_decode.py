@@ -110,3 +110,22 @@ def test_forked_workers_give_the_same_generations(chatty):
         DecodeConfig(mode="sample", workers=2)
     with pytest.raises(ValueError, match="decode.workers must be >= 1, got 0"):
         DecodeConfig(workers=0)
+
+
+def test_canon_model_decodes_as_its_uncached_forward():
+    """A canon model (its convolutions' inputs ride in the KV cache) decodes through `DynamicStep` the tokens that
+    re-running the whole sequence each step gives, for left-padded prompts of mixed lengths, rows finishing early."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_layer=2, n_head=2, head_dim=16, max_positions=256, init_std=0.3, canon_kernel=4), 60)
+    for layer in model.gpt_neox.layers:
+        torch.nn.init.normal_(layer.input_layernorm.weight, std=0.5)
+    model.eval()
+    assert not supports(model)  # the lean step has no convolutions
+    prompts = random_prompts((5, 31, 1, 17))
+    got = decode_batch(model, prompts, 7, DecodeConfig(max_new_tokens=25))
+    with torch.inference_mode():
+        for prompt, out in zip(prompts, got, strict=True):
+            seq = list(prompt)
+            while len(seq) - len(prompt) < 25 and (len(seq) == len(prompt) or seq[-1] != 7):
+                seq.append(int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax()))
+            assert out == seq[len(prompt) :]

@@ -129,11 +129,14 @@ class CanonNeoXForCausalLM(GPTNeoXForCausalLM):
         use_cache = kwargs.get("use_cache")
         if cache is None and (use_cache if use_cache is not None else self.config.use_cache):
             cache = DynamicCache()  # made here, so that it carries the convolutions' inputs too
-        pos = kwargs.get("position_ids")
-        if pos is None:
+        pos, mask = kwargs.get("position_ids"), kwargs.get("attention_mask")
+        if pos is None:  # count from each row's first token, as our decoders do (`generate` does not)
             t = (input_ids if input_ids is not None else kwargs["inputs_embeds"]).shape[1]
-            seen = cache.get_seq_length() if cache is not None else 0
-            pos = torch.arange(seen, seen + t, device=self.device)[None]
+            if mask is not None and mask.dim() == 2:  # [batch, past + t], zeros on the left padding
+                pos = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -t:]
+            else:
+                seen = cache.get_seq_length() if cache is not None else 0
+                pos = torch.arange(seen, seen + t, device=self.device)[None]
         layers = self.gpt_neox.layers
         try:
             for i, layer in enumerate(layers):

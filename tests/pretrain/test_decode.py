@@ -8,7 +8,7 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from pretrain import static_cache
-from pretrain.decode import DecodeConfig, DynamicStep, decode_batch, left_pad
+from pretrain.decode import DecodeConfig, DynamicStep, decode_batch, generate_beam, left_pad
 from pretrain.model import ModelConfig, build_model
 from pretrain.static_cache import StaticNeoX, supports
 
@@ -114,7 +114,8 @@ def test_forked_workers_give_the_same_generations(chatty):
 
 def test_canon_model_decodes_as_its_uncached_forward():
     """A canon model (its convolutions' inputs ride in the KV cache) decodes through `DynamicStep` the tokens that
-    re-running the whole sequence each step gives, for left-padded prompts of mixed lengths, rows finishing early."""
+    re-running the whole sequence each step gives, for left-padded prompts of mixed lengths, rows finishing early;
+    `generate` (beam search), which hands it no position ids, gives the same greedy tokens and pads nothing in."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(n_layer=2, n_head=2, head_dim=16, max_positions=256, init_std=0.3, canon_kernel=4), 60)
     for layer in model.gpt_neox.layers:
@@ -129,3 +130,6 @@ def test_canon_model_decodes_as_its_uncached_forward():
             while len(seq) - len(prompt) < 25 and (len(seq) == len(prompt) or seq[-1] != 7):
                 seq.append(int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax()))
             assert out == seq[len(prompt) :]
+    assert generate_beam(model, prompts, 7, DecodeConfig(mode="beam", num_beams=1, max_new_tokens=25)) == got
+    beam = DecodeConfig(mode="beam", num_beams=3, max_new_tokens=12)
+    assert generate_beam(model, prompts[:2], 7, beam)[0] == generate_beam(model, prompts[:1], 7, beam)[0]

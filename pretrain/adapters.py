@@ -176,6 +176,8 @@ def load_adapter(checkpoint: str | Path, trainable: bool = False, dtype: torch.d
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    import pretrain.model  # noqa: F401  registers the canon model type, should the base be one
+
     model = AutoModelForCausalLM.from_pretrained(adapter_base(checkpoint), dtype=dtype)
     with quiet_peft():
         return PeftModel.from_pretrained(split_qkv(model), str(checkpoint), is_trainable=trainable)

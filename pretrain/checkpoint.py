@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import pretrain.model  # noqa: F401  registers the canon model type with transformers' Auto classes
 from igsm.io import atomic_dir
 
 STATE = "training_state.pt"

@@ -83,6 +83,8 @@ def attention(checkpoint: Path, n: int, top: int = 4) -> None:
     cfg = to_dataclass(RunConfig, raw)
     tok = load_tokenizer(checkpoint)
     roles = checkpoint_roles(tok, raw, checkpoint)
+    import pretrain.model  # noqa: F401  registers the canon model type
+
     model = AutoModelForCausalLM.from_pretrained(checkpoint, attn_implementation="eager").eval()
     split = f"test_seen_op{cfg.data.seen_ops[0]}" if cfg.data.seen_ops else f"test_op{cfg.data.test_ops[0]}"
 

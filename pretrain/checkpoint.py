@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import pretrain.model  # noqa: F401  registers the canon model type with transformers' Auto classes
 from igsm.io import atomic_dir
 
 STATE = "training_state.pt"
@@ -73,6 +72,7 @@ def load_model(checkpoint: str | Path, trainable: bool = False, dtype: torch.dty
     base model, merged into it (`trainable`: the PeftModel itself, its adapters trainable, to resume training)."""
     from transformers import AutoModelForCausalLM
 
+    import pretrain.model  # noqa: F401  registers the canon model type with transformers' Auto classes
     from pretrain.adapters import is_adapter, load_adapter, merge
 
     path = Path(checkpoint)

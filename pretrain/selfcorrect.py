@@ -316,6 +316,8 @@ def train(cfg: RLConfig, checkpoint: str | Path, data_override, run_dir: Path) -
     if found and not cfg.resume:
         raise FileExistsError(f"{run_dir} already has checkpoints: add rl.resume=true, or choose another run_name")
     device = ref.device
+    import pretrain.model  # noqa: F401  registers the canon model type, should the base be one
+
     policy = AutoModelForCausalLM.from_pretrained(found if found else checkpoint, dtype=torch.float32).to(device)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)

@@ -1,10 +1,10 @@
 """Can our model class learn the one skill every iGSM step needs, binding a parameter's name to its number, and how
 fast? A toy with iGSM's shape and nothing else: m statements "a b = v ." (a key of `--key` name tokens, a value of 23),
 then `--queries` questions "? a b <gap> = v ." whose v must be predicted (keys drawn with replacement); `--gap` filler
-tokens between a question's key and its "=" stand for iGSM's " as g; so g" (a solution step's name is 5-9 tokens
-before its " ="). The model is ours (`pretrain.model.build_model`, GPT-2 with rotary), trained from scratch by AdamW
-with the loss on the questions' values only, one fresh batch per step; the figure is the accuracy of the value of one
-question on 1,024 fresh sequences (chance: 1 / statements).
+tokens between a question's key and its "=" stand for iGSM's " as g; so g" (with the laptop tokenizer a solution
+step's name sits 6-10 tokens before its " ="). The model is ours (`pretrain.model.build_model`, GPT-2 with rotary),
+trained from scratch by AdamW with the loss on the questions' values only, one fresh batch per step; the figure is the
+accuracy of the value of one question on 1,024 fresh sequences (chance: 1 / statements).
 
     python benchmarks/recall_toy.py                                   # key 1 and 2, gap 0 and 6, 2 x 64 model
     python benchmarks/recall_toy.py --key 2 --gap 0 --queries 4 --canon 4

@@ -8,6 +8,8 @@ query_key_value, its rotary embedding, dense, MLP, head: the same weights, no co
 in place into buffers preallocated as [layers, batch, heads, capacity, head_dim], and attention by
 `scaled_dot_product_attention` under the left-padding mask, in blocks of rows that skip the padding columns no row of
 theirs needs. The prompts are prefilled by the model's own forward, so the cache starts as `transformers` computes it.
+A Canon model (`pretrain.model.CanonNeoXForCausalLM`) runs here too: each layer's last `canon_kernel - 1`
+convolution inputs are kept per row beside the KV buffers, taken from the prefill's cache.
 `decode_batch` drops finished rows (`select`) only once enough of them have piled up, since a compaction moves rows.
 """
 
@@ -27,9 +29,11 @@ ATTN_ROWS = 16  # rows that attend together in a step, over the columns the long
 
 
 def supports(model: torch.nn.Module) -> bool:
-    """Whether `StaticNeoX` runs this model exactly: a plain GPT-NeoX causal LM (not, e.g., wrapped by peft), not
-    training with dropout (the step applies none)."""
-    if type(model) is not GPTNeoXForCausalLM:
+    """Whether `StaticNeoX` runs this model exactly: a GPT-NeoX causal LM of ours, plain or with Canon layers (not,
+    e.g., wrapped by peft), not training with dropout (the step applies none)."""
+    from pretrain.model import CanonNeoXForCausalLM  # not at the top: pretrain.model imports this module
+
+    if type(model) not in (GPTNeoXForCausalLM, CanonNeoXForCausalLM):
         return False
     c = model.config
     return not (model.training and (c.hidden_dropout or c.attention_dropout))
@@ -59,6 +63,9 @@ class StaticNeoX:
             raise TypeError(f"StaticNeoX runs a GPTNeoXForCausalLM, got {type(model).__name__}")
         c = model.config
         self.model, self.net = model, model.gpt_neox
+        self.n_layer = c.num_hidden_layers
+        self.canon = getattr(c, "canon_kernel", 0)  # > 0: each layer's attention input is convolved (CanonNorm)
+        self.conv = None  # then [layers, rows, canon - 1, hidden]: each row's last convolution inputs per layer
         self.n_head = c.num_attention_heads
         self.head_dim = c.hidden_size // c.num_attention_heads
         self.ids, self.mask0 = ids, mask
@@ -97,7 +104,7 @@ class StaticNeoX:
             ).logits[:, -1]
             if logits is None:
                 cap = min(self.max_len, width + GROW)
-                shape = (len(cache.layers), batch, self.n_head, cap, self.head_dim)
+                shape = (self.n_layer, batch, self.n_head, cap, self.head_dim)
                 dtype = cache.layers[0].keys.dtype
                 # only columns < width (prefill) and those `step` writes are ever read: no need to zero the rest
                 self.k = torch.empty(shape, dtype=dtype, device=device)
@@ -105,10 +112,15 @@ class StaticNeoX:
                 self.k[:, :, :, :width] = 0  # the padding columns a group does not cover: masked, but must be finite
                 self.v[:, :, :, :width] = 0
                 logits = out.new_empty(batch, out.shape[-1])
+                if self.canon:  # zeros before a short prompt: never read (the convolution masks by position)
+                    self.conv = out.new_zeros(self.n_layer, batch, self.canon - 1, self.model.config.hidden_size)
             logits[rows] = out
-            for i, layer in enumerate(cache.layers):
+            for i, layer in enumerate(cache.layers[: self.n_layer]):
                 self.k[i, rows, :, width - w : width] = layer.keys
                 self.v[i, rows, :, width - w : width] = layer.values
+            for i, layer in enumerate(cache.layers[self.n_layer :] if self.canon else ()):
+                last = layer.keys[:, 0, -(self.canon - 1) :]  # [rows, <= canon - 1, hidden]: the inputs so far
+                self.conv[i, rows, self.canon - 1 - last.shape[1] :] = last
         self.mask = torch.ones(batch, self.k.shape[3], dtype=torch.bool, device=device)
         self.mask[:, :width] = self.mask0.bool()
         self.pos = self.pos[:, -1:]
@@ -129,6 +141,8 @@ class StaticNeoX:
         n = len(kept)
         self.k, self.v = self.k[:, :n], self.v[:, :n]
         self.mask, self.pos = self.mask[keep], self.pos[keep]
+        if self.conv is not None:
+            self.conv = self.conv[:, keep]
         self._blocks([self.first[r] for r in kept])
 
     def _blocks(self, first: list[int]) -> None:
@@ -162,9 +176,14 @@ class StaticNeoX:
         h = self.net.embed_in(tokens[:, None])  # [rows, 1, hidden]
         cos, sin = self.net.rotary_emb(h, self.pos)
         mask = self.mask[:, None, None, : col + 1]
+        valid = None
+        if self.canon:  # which of the window's inputs (oldest first) belong to the row: position >= their distance
+            reach = torch.arange(self.canon - 1, -1, -1, device=h.device)
+            valid = (self.pos >= reach).to(h.dtype)[..., None]  # [rows, canon, 1]
         for i, layer in enumerate(self.net.layers):
             att = layer.attention
-            qkv = att.query_key_value(layer.input_layernorm(h))
+            x = self._canon(i, layer.input_layernorm, h, valid) if self.canon else layer.input_layernorm(h)
+            qkv = att.query_key_value(x)
             # transformers' layout: the fused output is (heads, 3 * head_dim), chunked into q, k, v per head
             q, k, v = qkv.view(batch, 1, self.n_head, 3 * self.head_dim).transpose(1, 2).chunk(3, dim=-1)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)  # rotates the first rotary_ndims dims (partial rotary too)
@@ -187,3 +206,11 @@ class StaticNeoX:
                 h = layer.mlp(layer.post_attention_layernorm(o)) + o
         self.col += 1
         return self.model.lm_head(self.net.final_layer_norm(h))[:, -1]
+
+    def _canon(self, i: int, canon: torch.nn.Module, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """`CanonNorm` for one new token per row: its norm, plus the convolution over this layer's window (the kept
+        inputs, then the new one), which then slides by one."""
+        n = canon.norm(h)  # [rows, 1, hidden]
+        window = torch.cat([self.conv[i], n], dim=1)  # [rows, canon, hidden], oldest first
+        self.conv[i] = window[:, 1:]
+        return n + canon.bias + (window * valid * canon.weight.flip(0)).sum(1, keepdim=True)

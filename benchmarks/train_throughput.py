@@ -9,16 +9,11 @@ bf16 peak. On a CPU there is no published peak: the run measures this machine's 
 matmul on all of torch's threads) and reports the achieved FLOP/s as a share of it. Writes a JSON line with --out.
 
     python benchmarks/train_throughput.py --model laptop --context 512 --micro-batch 16 --vocab 512   # 2-core CPU
-    python benchmarks/train_throughput.py --model laptop --context 512 --micro-batch 16 --vocab 512 --canon 12 --doc-len 128
-
---canon K adds Canon layers (model.canon_kernel=K; --shifted times their masked-shift path instead of the conv1d one
-training uses); --doc-len N packs documents of N tokens with no attention across them (train.doc_mask=true).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -26,8 +21,7 @@ import time
 import torch
 
 from pretrain.config import compose, to_dataclass
-from pretrain.loader import doc_inputs
-from pretrain.model import CanonNorm, ModelConfig, build_model, flops_per_token, n_params, peak_flops
+from pretrain.model import ModelConfig, build_model, flops_per_token, n_params, peak_flops
 from pretrain.train import RunConfig, TrainConfig, train_step
 from pretrain.trainer import make_optimizer
 
@@ -61,17 +55,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--canon", type=int, default=0, help="model.canon_kernel (0: the papers' model)")
-    ap.add_argument("--shifted", action="store_true", help="Canon layers by masked shifts, not conv1d")
-    ap.add_argument("--doc-len", type=int, default=0, help="packed documents of this many tokens, masked apart")
     ap.add_argument("--out", help="append the result as a JSON line")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    shape = dataclasses.replace(model_config(args.model), canon_kernel=args.canon)
-    model = build_model(shape, args.vocab).to(device)
-    if args.shifted:
-        CanonNorm._spaced = lambda *_: None  # every call falls back to the shifts
+    model = build_model(model_config(args.model), args.vocab).to(device)
     tc = TrainConfig(steps=1, micro_batch_size=args.micro_batch, batch_size=args.micro_batch, context=args.context)
     optimizer = make_optimizer(model, tc, device)
     gpu = device.type == "cuda"
@@ -87,9 +75,6 @@ def main() -> None:
     for i in range(args.warmup + args.steps):
         ids = torch.randint(0, args.vocab, (args.micro_batch, args.context), device=device)
         batch = {"input_ids": ids, "labels": ids}
-        if args.doc_len:
-            docs = torch.arange(args.context, device=device).div(args.doc_len, rounding_mode="floor")
-            batch.update(doc_inputs(docs.expand_as(ids)))
         if gpu:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -106,9 +91,6 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if gpu else f"cpu ({torch.get_num_threads()} threads)"
     result = {
         "model": args.model,
-        "canon_kernel": args.canon,
-        "canon_path": ("shifted" if args.shifted else "conv1d") if args.canon else None,
-        "doc_len": args.doc_len or None,
         "parameters": n_params(getattr(model, "_orig_mod", model)),
         "context": args.context,
         "micro_batch": args.micro_batch,
@@ -130,8 +112,7 @@ def main() -> None:
             f"peak ({cpu_peak / 1e9:.1f} GFLOP/s)"
         )
     print(
-        f"{args.model}{f' canon {args.canon} ' + result['canon_path'] if args.canon else ''}"
-        f"{f' doc-len {args.doc_len}' if args.doc_len else ''} ({result['parameters'] / 1e6:.1f}M) context {args.context} micro-batch {args.micro_batch} on "
+        f"{args.model} ({result['parameters'] / 1e6:.1f}M) context {args.context} micro-batch {args.micro_batch} on "
         f"{name}: {tps:,.0f} tokens/s, {step * 1000:.1f} ms/step, {mfu}"
     )
     if args.out:

@@ -131,18 +131,11 @@ class Packer:
         wins = [self.window() for _ in range(size)]
         out = {"input_ids": torch.stack([w[0] for w in wins]), "labels": torch.stack([w[1] for w in wins])}
         if self.doc_mask:
-            out.update(doc_inputs(torch.stack([w[2] for w in wins])))
+            docs = torch.stack([w[2] for w in wins])
+            same = docs[:, :, None] == docs[:, None, :]
+            causal = torch.ones(self.context, self.context, dtype=torch.bool).tril()
+            out["attention_mask"] = (same & causal)[:, None]
+            starts = torch.cat([torch.ones_like(docs[:, :1], dtype=torch.bool), docs[:, 1:] != docs[:, :-1]], dim=1)
+            idx = torch.arange(self.context).expand_as(docs)
+            out["position_ids"] = idx - torch.cummax(torch.where(starts, idx, torch.zeros_like(idx)), dim=1).values
         return out
-
-
-def doc_inputs(docs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """For windows whose tokens belong to documents `docs` [batch, context] (an id per token, runs of equal ids): a
-    block-diagonal causal attention mask [batch, 1, context, context] and position ids counting from each document's
-    first token."""
-    context = docs.shape[1]
-    same = docs[:, :, None] == docs[:, None, :]
-    causal = torch.ones(context, context, dtype=torch.bool).tril()
-    starts = torch.cat([torch.ones_like(docs[:, :1], dtype=torch.bool), docs[:, 1:] != docs[:, :-1]], dim=1)
-    idx = torch.arange(context).expand_as(docs)
-    position_ids = idx - torch.cummax(torch.where(starts, idx, torch.zeros_like(idx)), dim=1).values
-    return {"attention_mask": (same & causal)[:, None], "position_ids": position_ids}

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, GPTNeoXConfig, GPTNeoXForCausalLM
 from transformers.cache_utils import DynamicLayer
 
@@ -84,50 +83,19 @@ class CanonNorm(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.norm(x)
         cache, slot, pos = self.context
-        batch, t = n.shape[:2]
-        past = n[:, :0]  # the inputs before these t (at most kernel - 1 of them)
+        batch, t, width = n.shape
+        past = n.new_zeros(batch, self.kernel - 1, width)
         if cache is not None:  # the convolution's inputs so far live in the cache, as a layer of their own
             while len(cache.layers) <= slot:
                 cache.layers.append(DynamicLayer())
             history, _ = cache.layers[slot].update(n[:, None], n.new_zeros(batch, 1, t, 1))
-            past = history[:, 0, : history.shape[2] - t][:, -(self.kernel - 1) :]
-        conv = self._spaced(n, pos) if past.shape[1] == 0 else None
-        return n + self.bias + (conv if conv is not None else self._shifted(n, past, pos))
-
-    def _shifted(self, n: torch.Tensor, past: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """The convolution as kernel masked shifts: sum_j [pos_t >= j] w_j n_(t-j), n_(t-j) from `past` (the inputs
-        before these, at most kernel - 1) where t - j < 0."""
-        batch, t, width = n.shape
-        zeros = n.new_zeros(batch, self.kernel - 1 - past.shape[1], width)
-        window = torch.cat([zeros, past, n], dim=1)  # [batch, kernel - 1 + t, width]; n_(t-j): window[:, k-1-j+t]
-        out = torch.zeros_like(n)
+            past = torch.cat([past, history[:, 0, : history.shape[2] - t]], dim=1)[:, -(self.kernel - 1) :]
+        window = torch.cat([past, n], dim=1)  # [batch, kernel - 1 + t, width]: n_(t-j) is window[:, kernel-1-j+t]
+        out = n + self.bias
         for j in range(self.kernel):
             valid = (pos >= j).to(n.dtype)[..., None]  # [batch or 1, t, 1]
             out = out + valid * window[:, self.kernel - 1 - j : self.kernel - 1 - j + t] * self.weight[j]
         return out
-
-    def _spaced(self, n: torch.Tensor, pos: torch.Tensor) -> torch.Tensor | None:
-        """The convolution of a whole sequence (no inputs before it) as one depthwise `conv1d` (faster in training than
-        the masked shifts: benchmarks/train_throughput.py --canon): each segment (position ids counting up from 0, as in a packed window) is
-        laid out after kernel - 1 zeros, so no window reaches into the one before. None where positions do not count
-        up within segments, or where the segments are many (long left padding: each padding column is one), and
-        `_shifted` runs instead. Same values as the shifts (up to float rounding; tested)."""
-        batch, t, width = n.shape
-        k = self.kernel
-        pos = pos.expand(batch, t)
-        starts = pos == 0
-        starts[:, 0] = True  # before the first input there are only zeros either way
-        if not bool(((pos[:, 1:] == pos[:, :-1] + 1) | starts[:, 1:]).all()):
-            return None
-        segment = starts.long().cumsum(1)
-        gaps = int(segment.max())
-        if (k - 1) * gaps > 2 * t:
-            return None
-        where = (torch.arange(t, device=n.device) + (k - 1) * segment)[..., None].expand(-1, -1, width)
-        spaced = n.new_zeros(batch, t + (k - 1) * gaps, width).scatter(1, where, n)
-        # conv1d: out[i] = sum_m w[m] spaced[i + m], the input at column i + k - 1 seeing n_(t-j) at m = k - 1 - j
-        out = F.conv1d(spaced.transpose(1, 2), self.weight.flip(0).T[:, None, :], groups=width).transpose(1, 2)
-        return out.gather(1, where - (k - 1))
 
 
 class CanonNeoXConfig(GPTNeoXConfig):
@@ -201,11 +169,7 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> GPTNeoXForCausalLM:
         initializer_range=cfg.init_std,
         use_parallel_residual=False,
         tie_word_embeddings=cfg.tie_embeddings,
-        rope_parameters={
-            "rope_type": "default",
-            "rope_theta": cfg.rope_theta,
-            "partial_rotary_factor": cfg.rotary_fraction,
-        },
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": cfg.rotary_fraction},
         attn_implementation=cfg.attn_implementation,
         bos_token_id=None,
         eos_token_id=None,

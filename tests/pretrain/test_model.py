@@ -108,34 +108,6 @@ def test_canon_model_starts_as_the_plain_one_and_never_looks_ahead():
         ModelConfig(canon_kernel=1)
 
 
-def test_canon_conv1d_path_equals_the_masked_shifts():
-    """Training's path (one conv1d over segments spaced apart by zeros) gives the masked shifts' values and gradients
-    for packed documents, left padding and positions not starting at 0; positions that do not count up fall back."""
-    from pretrain.model import CanonNorm
-
-    torch.manual_seed(0)
-    conv = CanonNorm(torch.nn.LayerNorm(8), 4)
-    torch.nn.init.normal_(conv.weight)
-    n = torch.randn(3, 10, 8)
-    layouts = {
-        "one sequence": torch.arange(10)[None],
-        "packed documents": torch.tensor([[0, 1, 2, 0, 1, 2, 3, 4, 0, 1], [0, 1, 2, 3, 4, 5, 6, 7, 8, 0]] * 2)[:3],
-        "left padding": torch.tensor([[0, 0, 0, 0, 1, 2, 3, 4, 5, 6]] * 3),
-        "a continuation's positions": torch.arange(5, 15)[None],
-    }
-    for name, pos in layouts.items():
-        grads = []
-        for spaced in (True, False):
-            conv.weight.grad = None
-            out = conv._spaced(n, pos) if spaced else conv._shifted(n, n[:, :0], pos)
-            assert out is not None, name
-            (out * torch.arange(8.0)).sum().backward()
-            grads.append((out.detach(), conv.weight.grad.clone()))
-        torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-5, msg=name)
-    assert conv._spaced(n, torch.tensor([[0, 1, 2, 2, 2, 3, 4, 5, 6, 7]])) is None  # repeated positions: shifts
-    assert conv._spaced(n, torch.zeros(1, 10, dtype=torch.long)) is None  # every column its own segment: shifts
-
-
 def test_canon_model_caches_its_convolutions_and_reloads(tmp_path):
     """Token by token through a KV cache = the whole sequence at once; a crop rewinds the convolutions too; left
     padding and the documents of a packed window (position ids restarting at 0) are not convolved across."""

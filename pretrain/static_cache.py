@@ -66,6 +66,8 @@ class StaticNeoX:
         self.n_layer = c.num_hidden_layers
         self.canon = getattr(c, "canon_kernel", 0)  # > 0: each layer's attention input is convolved (CanonNorm)
         self.conv = None  # then [layers, rows, canon - 1, hidden]: each row's last convolution inputs per layer
+        # each layer's convolution weights oldest input first, flipped once here rather than in every step
+        self.conv_w = [layer.input_layernorm.weight.detach().flip(0) for layer in self.net.layers] if self.canon else []
         self.n_head = c.num_attention_heads
         self.head_dim = c.hidden_size // c.num_attention_heads
         self.ids, self.mask0 = ids, mask
@@ -213,4 +215,4 @@ class StaticNeoX:
         n = canon.norm(h)  # [rows, 1, hidden]
         window = torch.cat([self.conv[i], n], dim=1)  # [rows, canon, hidden], oldest first
         self.conv[i] = window[:, 1:]
-        return n + canon.bias + (window * valid * canon.weight.flip(0)).sum(1, keepdim=True)
+        return n + canon.bias + (window * valid * self.conv_w[i]).sum(1, keepdim=True)

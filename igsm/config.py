@@ -16,6 +16,7 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 OP_DISTS = ("light", "uniform")
 P_FORMATS = ("pq", "qp")
+SYMBOL_ORDERS = ("random", "ordered")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class GenConfig:
     hierarchies / groups / items: the world's size, a deterministic cut of the vocabulary file (`Vocabulary.subset`):
     which hierarchies by name (None: all five), the first `groups` sub-groups of each category and the first
     `items` names of each sub-group (None: all). The papers' worlds use everything.
+    symbols: how a solution names its parameters: "random" (the papers: letters drawn without replacement from
+    a-z, A-Z) or "ordered" (a, b, c, ... in the order of the text). With random letters a model must learn to
+    avoid the letters already used, for a gain of only log(52 / 51) nats a step; until it has, greedy decoding
+    writes the likeliest letter twice and the solution fails to parse. Small worlds may take that task away.
     """
 
     max_op: int = 15
@@ -44,6 +49,7 @@ class GenConfig:
     hierarchies: tuple[str, ...] | None = None
     groups: int | None = None
     items: int | None = None
+    symbols: str = "random"
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_op, int) or self.max_op < 1:
@@ -63,6 +69,8 @@ class GenConfig:
             raise ValueError(f"perm_level must be in 0..6, got {self.perm_level!r}")
         if self.p_format not in P_FORMATS:
             raise ValueError(f"p_format must be one of {P_FORMATS}, got {self.p_format!r}")
+        if self.symbols not in SYMBOL_ORDERS:
+            raise ValueError(f"symbols must be one of {SYMBOL_ORDERS}, got {self.symbols!r}")
         if self.hierarchies is not None:
             object.__setattr__(self, "hierarchies", tuple(self.hierarchies))
         self.vocabulary()  # validates hierarchies / groups / items

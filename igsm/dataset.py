@@ -82,7 +82,7 @@ class DataConfig:
     whose second attempt restates the clean solution: a base model learns the format without learning to correct,
     SCoRe's starting point (base models that rarely change their answer). 0: none, as in the papers.
     hierarchies / groups / items size the world (`GenConfig`): a cut of the vocabulary every split draws from
-    (None: the whole vocabulary file).
+    (None: the whole vocabulary file). symbols: "random" letters (the papers) or "ordered" (`GenConfig.symbols`).
     """
 
     name: str = "med"
@@ -101,6 +101,7 @@ class DataConfig:
     hierarchies: list[str] | None = None
     groups: int | None = None
     items: int | None = None
+    symbols: str = "random"
     mistakes: MistakeConfig = field(default_factory=MistakeConfig)
     two_attempts: float = 0.0
 
@@ -141,6 +142,7 @@ class DataConfig:
             "hierarchies": None if self.hierarchies is None else tuple(self.hierarchies),
             "groups": self.groups,
             "items": self.items,
+            "symbols": self.symbols,
         }
         if split == "train":
             return GenConfig(**common, split="train")

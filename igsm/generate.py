@@ -17,7 +17,7 @@ from multiprocessing import Pool
 
 from tqdm import tqdm
 
-from igsm.config import OP_DISTS, P_FORMATS, PRESETS, GenConfig, preset
+from igsm.config import OP_DISTS, P_FORMATS, PRESETS, SYMBOL_ORDERS, GenConfig, preset
 from igsm.generator import generate
 from igsm.io import write_jsonl
 from igsm.problem import Problem
@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--hierarchies", nargs="+", help="world size: only these hierarchies (e.g. city)")
     ap.add_argument("--groups", type=int, help="world size: sub-groups per category (first k)")
     ap.add_argument("--items", type=int, help="world size: names per sub-group (first k, >= 4)")
+    ap.add_argument(
+        "--symbols", choices=SYMBOL_ORDERS, default="random", help="solution symbols: random letters or a, b, c, ..."
+    )
     ap.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")
     ap.add_argument("--out", help="JSON-lines file to write (atomically); stdout if omitted")
     ap.add_argument("--pretty", action="store_true", help="print problems for reading instead of JSON")
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             hierarchies=tuple(args.hierarchies) if args.hierarchies else None,
             groups=args.groups,
             items=args.items,
+            symbols=args.symbols,
             **{k: v for k, v in (("max_op", args.max_op), ("max_edge", args.max_edge)) if v is not None},
         )
     except ValueError as e:

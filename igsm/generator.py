@@ -60,9 +60,8 @@ def generate(config: GenConfig, seed: int, index: int, vocab: Vocabulary | None 
     bins = bins_of(config.split)
     for _ in range(config.max_attempts):
         s = _design_target(config, rng, target)
-        problem = build(
-            rng, vocab, draw_shape(rng, s, config.max_edge), s, target, bins, config.perm_level, config.p_format
-        )
+        shape = draw_shape(rng, s, config.max_edge)
+        problem = build(rng, vocab, shape, s, target, bins, config.perm_level, config.p_format, config.symbols)
         if problem is not None:
             problem.meta.update(seed=seed, index=index)
             return problem
@@ -90,6 +89,7 @@ def reask(problem: Problem, rng: random.Random) -> Problem:
         question,
         problem.statement_order,
         p_format=problem.p_format,
+        symbol_order=problem.symbol_order,
         meta={**problem.meta, "reask": True},
     )
     needed = new.necessary

@@ -453,6 +453,7 @@ def build(
     bins: frozenset[int],
     perm_level: int = 5,
     p_format: str = "pq",
+    symbols: str = "random",
 ) -> Problem | None:
     """One problem for the given shape with `target` ops and a solution template in `bins`, or None.
 
@@ -472,7 +473,9 @@ def build(
     att.name(vocab)
     att.design(s)
     question = att.order[-1]
-    core = Problem(att.layer_names, att.items, dict(att.formulas), question, [], att.order, p_format=p_format)
+    core = Problem(
+        att.layer_names, att.items, dict(att.formulas), question, [], att.order, p_format=p_format, symbol_order=symbols
+    )
     if len(bins) < N_BINS:
         if vocab.sketch_safe:
             b = bin_of_sketch(core.solution_template())
@@ -491,6 +494,7 @@ def build(
         solution_order=att.order,
         solution=sentences,
         p_format=p_format,
+        symbol_order=symbols,
     )
     if len(bins) < N_BINS:
         problem.__dict__["hash_bin"] = b  # already computed (cached_property storage)

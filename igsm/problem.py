@@ -90,6 +90,7 @@ class Problem:
     solution: list[str] | None = None  # solution sentences, once rendered
     p_format: str = "pq"
     meta: dict[str, Any] = field(default_factory=dict)
+    symbol_order: str = "random"  # how a rendered solution names its parameters (`GenConfig.symbols`)
 
     # ---- structure -------------------------------------------------------------------------------------------
     @property
@@ -275,10 +276,14 @@ class Problem:
 
         Intermediate symbols are drawn before the parameter's own (children first), as in the reference.
         `symbols`, if given, supplies the symbols in that drawing order instead (to re-write a known solution).
+        With `symbol_order` "ordered" the symbols are a, b, c, ... in the order the text shows them.
         """
         if symbols is not None:
             it = iter(symbols)
             return self._render(lambda: next(it, "..."), template=False)
+        if self.symbol_order == "ordered":
+            counter = iter(T.SYMBOLS)
+            return self._render(lambda: next(counter, "..."), template=False, own_first=True)
         rng = rng or random.Random(0)
         pool = list(T.SYMBOLS)
 
@@ -298,7 +303,9 @@ class Problem:
         sentences, _ = self._render(lambda: next(counter, "..."), template=True)
         return " " + T.join_solution(sentences).replace(";", ".")
 
-    def _render(self, draw: Callable[[], str], template: bool) -> tuple[list[str], dict[ParamId, str]]:
+    def _render(
+        self, draw: Callable[[], str], template: bool, own_first: bool = False
+    ) -> tuple[list[str], dict[ParamId, str]]:
         order = self.solution_order or self.default_solution_order()
         value = (lambda p: 0) if template else self.value  # a template writes every number as 0
         num = (lambda v: "0") if template else str
@@ -323,7 +330,8 @@ class Problem:
 
         for p in order:
             clauses.clear()
-            own = draw() if template else ""  # in the text the parameter's symbol appears before intermediates
+            # in the text the parameter's symbol appears before intermediates
+            own = draw() if template or own_first else ""
             e = self.expression(p)
             tag = e[0]
             if tag in ("add", "sub", "mul"):

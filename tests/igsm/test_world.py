@@ -50,6 +50,7 @@ def test_world_is_part_of_the_stream():
         ({"groups": 99}, "groups=99"),
         ({"items": 3}, "items=3"),
         ({"items": 500}, "items=500"),
+        ({"symbols": "greek"}, "greek"),
     ],
 )
 def test_impossible_worlds_fail_naming_the_value(knobs, message):
@@ -66,6 +67,8 @@ def test_cache_keys_follow_the_world(monkeypatch):
     small = BuildConfig(data=DataConfig(name="w", max_op=4, max_edge=6, hierarchies=["city"], groups=1, items=6))
     assert big.path != small.path
     assert big.tokenizer_path != small.tokenizer_path
+    ordered = BuildConfig(data=DataConfig(name="w", max_op=4, max_edge=6, symbols="ordered"))
+    assert ordered.path != big.path
     # the same config over an edited vocabulary file must not reuse what was built from the old one
     before = (small.path, small.tokenizer_path)
     edited = dataclasses.replace(SMALL.vocabulary(), groups={**SMALL.vocabulary().groups, "Park": (("A", "B", "C", "D"),)})
@@ -95,3 +98,28 @@ def test_seen_splits_draw_fresh_problems_from_the_train_bins():
     assert all(e["op"] == 3 and e["hash_bin"] in TRAIN_BINS for e in seen)
     train = {make_example(data, "train", i)["prompt"] for i in range(200)}
     assert not train & {e["prompt"] for e in seen}
+
+
+def test_ordered_symbols_are_a_b_c_in_text_order_and_verify():
+    """`symbols="ordered"`: every solution names its parameters and intermediates a, b, c, ... as the text meets
+    them (with mistakes inserted too); the verifier accepts them; "random" keeps the papers' random letters."""
+    import random
+    import re
+
+    from igsm.mistakes import insert_mistakes
+    from igsm.templates import SYMBOLS
+
+    ordered = SMALL.with_(symbols="ordered")
+    shuffled = 0
+    for i in range(40):
+        p = generate(ordered, 5, i)
+        defined = re.findall(r"(?:as |; )([a-zA-Z]) = |as ([a-zA-Z]);", p.solution_text)
+        letters = [a or b for a, b in defined]
+        assert letters == list(SYMBOLS[: len(letters)]) and letters, (i, p.solution_text)
+        v = verify(p.problem_text, p.question_text, p.solution_text, p.answer)
+        assert v.correct and v.strict_correct, (i, v.errors)
+        wm = insert_mistakes(p, "retry", 0.5, random.Random(i))
+        assert verify(p.problem_text, p.question_text, wm.solution, p.answer).correct
+        first = re.search(r" as ([a-zA-Z]);", generate(SMALL, 5, i).solution_text).group(1)
+        shuffled += first != "a"
+    assert shuffled > 30  # random letters: the first symbol is rarely "a"

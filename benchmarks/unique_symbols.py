@@ -71,11 +71,11 @@ def main() -> None:
             verify(r["problem"], r["question"], unique_symbols(r["generated_solution"]), r["generated_answer"] or "").correct
             for r in rows
         )
-        kinds = Counter(k for r in rows for k in set(r["error_kinds"]))
+        kinds = Counter(k for r in rows for k in sorted(set(r["error_kinds"])))  # sorted: ties in a fixed order
         dup = kinds.pop("duplicated_symbol", 0)
         kinds.pop("parse_failed", None)
         others = ", ".join(f"{k} {c}" for k, c in kinds.most_common(3))
-        cells = [f"{100 * k / n:.1f}% ({100 * wilson(k, n)[0]:.1f}-{100 * wilson(k, n)[1]:.1f})" for k in (ok, renamed)]
+        cells = [f"{100 * k / n:.1f}% ({100 * lo:.1f}-{100 * hi:.1f})" for k in (ok, renamed) for lo, hi in [wilson(k, n)]]
         answers = sum(r["answer_correct"] for r in rows)
         print(f"| {split} | {n} | {cells[0]} | {cells[1]} | {100 * answers / n:.1f}% | {dup} | {others} |")
 

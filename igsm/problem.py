@@ -77,6 +77,12 @@ def count_nodes(e: Expr) -> int:
     return 1 + count_nodes(e[1]) + count_nodes(e[2])
 
 
+def _letters_in_order() -> Callable[[], str]:
+    """A symbol source giving a, b, c, ... (then "..." once the 52 letters run out)."""
+    letters = iter(T.SYMBOLS)
+    return lambda: next(letters, "...")
+
+
 @dataclass
 class Problem:
     """One iGSM problem. `formulas` holds one entry per structure edge (every edge is one statement sentence)."""
@@ -282,8 +288,7 @@ class Problem:
             it = iter(symbols)
             return self._render(lambda: next(it, "..."), template=False)
         if self.symbol_order == "ordered":
-            counter = iter(T.SYMBOLS)
-            return self._render(lambda: next(counter, "..."), template=False, own_first=True)
+            return self._render(_letters_in_order(), template=False, own_first=True)
         rng = rng or random.Random(0)
         pool = list(T.SYMBOLS)
 
@@ -299,13 +304,14 @@ class Problem:
         renamed by first appearance. Equals `split.sketch` of the solution when no parameter name of the structure
         contains another or a digit, which `Vocabulary.sketch_safe` guarantees for a vocabulary.
         """
-        counter = iter(T.SYMBOLS)
-        sentences, _ = self._render(lambda: next(counter, "..."), template=True)
+        sentences, _ = self._render(_letters_in_order(), template=True, own_first=True)
         return " " + T.join_solution(sentences).replace(";", ".")
 
     def _render(
         self, draw: Callable[[], str], template: bool, own_first: bool = False
     ) -> tuple[list[str], dict[ParamId, str]]:
+        """own_first: draw each parameter's symbol before its intermediates' (the order the text shows them);
+        otherwise after them, as the reference draws."""
         order = self.solution_order or self.default_solution_order()
         value = (lambda p: 0) if template else self.value  # a template writes every number as 0
         num = (lambda v: "0") if template else str
@@ -330,8 +336,7 @@ class Problem:
 
         for p in order:
             clauses.clear()
-            # in the text the parameter's symbol appears before intermediates
-            own = draw() if template or own_first else ""
+            own = draw() if own_first else ""
             e = self.expression(p)
             tag = e[0]
             if tag in ("add", "sub", "mul"):

@@ -61,6 +61,16 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value of paired verdicts that changed b times one way and c times the other (a
+    binomial test of b against b + c at 1/2): is a change between two attempts on the same problems real?"""
+    if b < 0 or c < 0:
+        raise ValueError(f"mcnemar_p needs counts >= 0, got {b} and {c}")
+    n = b + c
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def judge(example: dict, solution: str, answer: str | None) -> dict:
     """The verdict fields of one generation (answer None: the model never reached <begin_answer>)."""
     v = verify(example["problem"], example["question"], solution, answer=answer if answer is not None else "")

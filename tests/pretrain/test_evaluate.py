@@ -16,7 +16,7 @@ from igsm.dataset import DataConfig, MistakeConfig, make_example
 from pretrain.aggregate import aggregate, markdown
 from pretrain.aggregate import main as aggregate_main
 from pretrain.decode import DecodeConfig, decode_batch, generate, split_generation
-from pretrain.evaluate import judge, summarize, wilson
+from pretrain.evaluate import judge, mcnemar_p, summarize, wilson
 from pretrain.tokenizer import SPECIAL_TOKENS, load_tokenizer, prompt_ids, resolve_roles
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,6 +140,15 @@ def test_roles_come_from_the_checkpoint_run_config(smoke_checkpoint, tmp_path):
     assert [r["correct"] for r in theirs] == [r["correct"] for r in ours] and any(r["generated_solution"] for r in ours)
     with pytest.raises(ValueError, match="no run config with tokenizer.roles"):
         checkpoint_roles(tok, None, "bare")
+
+
+def test_mcnemar_p_is_the_exact_two_sided_binomial_test_of_the_changes():
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(3, 3) == 1.0
+    assert mcnemar_p(5, 0) == pytest.approx(2 / 32)
+    assert mcnemar_p(10, 2) == mcnemar_p(2, 10) == pytest.approx(2 * (1 + 12 + 66) / 4096)
+    with pytest.raises(ValueError, match="-1"):
+        mcnemar_p(-1, 2)
 
 
 def test_wilson_interval():

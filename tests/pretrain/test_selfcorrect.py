@@ -303,7 +303,8 @@ def test_the_summary_tables_the_base_model_and_each_method(tmp_path):
     assert [r["method"] for r in table["rows"]] == ["base", "score I/II", "star"]
     assert [r["splits"]["test_op4"]["delta"] for r in table["rows"]] == [0.0, 0.25, 0.0]
     main([str(tmp_path)])
-    assert "| score I/II | 4 | 8 | 25.0 | 50.0 | +25.0 | 25.0 | 0.0 | 100.0 |" in (tmp_path / "summary.md").read_text()
+    row = "| score I/II | 4 | 8 | 25.0 (7.1-59.1) | 50.0 (21.5-78.5) | +25.0 (p 0.5) | 25.0 | 0.0 | 100.0 |"
+    assert row in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "summary.png").exists()
     final["base_checkpoint"] = "another/step_1"
     (tmp_path / "star" / "final.json").write_text(json.dumps(final))

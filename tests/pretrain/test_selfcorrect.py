@@ -318,5 +318,7 @@ def test_the_laptop_base_model_experiment_composes(composer):
     from pretrain.train import RunConfig
 
     run = to_dataclass(RunConfig, composer("pretrain", ["+experiment=laptop_two_attempts"]))
-    assert run.data.two_attempts == 0.05 and run.data.name == "laptop" and run.model.name == "laptop"
-    assert run.run_name == "laptop_laptop_two_attempts0.05_s0"  # the README's commands name this run
+    assert run.data.two_attempts == 0.05 and run.data.name == "laptop" and run.data.symbols == "ordered"
+    assert run.model.name == "laptop_canon" and run.model.canon_kernel == 12 and run.train.doc_mask  # L5's recipe
+    assert run.train.steps == 1000
+    assert run.run_name == "laptop_laptop_canon_two_attempts0.05_s0"  # the README's commands name this run

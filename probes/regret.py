@@ -58,11 +58,18 @@ def written_step(problem: Problem, previous: list[str], current: str) -> tuple[s
 
 
 def _last_step(tokenizer, generated: list[int]) -> tuple[list[str], str]:
-    """(complete sentences, the last one) of a generation that ends with "Define A as"; fails on anything else."""
+    """(complete sentences, the last one) of a generation that ends with "Define A as"; fails on anything else.
+    The decoder asks on tokens (" Define" ... " as"), so a model may have glued its name to "Define" ("Defineffodil
+    as"): the step is read as "Define ffodil as", a name the problem does not have (a mistake to the perfect detector)."""
     sents = _sentences(tokenizer.decode(generated))
-    if defined_name(sents[-1]) is None:
+    current = sents[-1]
+    bare = T.DEFINE.rstrip()
+    if defined_name(current) is None and current.startswith(bare) and AS in current:
+        at = current.index(AS)
+        current = T.DEFINE + current[len(bare) : at].strip() + current[at:]
+    if defined_name(current) is None:
         raise ValueError(f"a regret detector was asked about {sents[-1]!r}, which does not start 'Define A as'")
-    return sents[:-1], sents[-1]
+    return sents[:-1], current
 
 
 class PerfectDetector:

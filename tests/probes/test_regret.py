@@ -56,6 +56,9 @@ def test_perfect_detector_reads_the_example_whatever_the_role_ids(smoke_tokenize
     assert ask("Define Lisbon's Park as") and not ask("Define Lisbon's Riverside Park as")
     assert not ask("Define Lisbon's Riverside Park as a; so a = 5. Define Lisbon's Lakeview Park as")
     assert det.calls == 3 and det.flags == 1
+    # a name glued to "Define" (L5 wrote "Defineffodil as" under retry upon regret): no parameter of the problem
+    assert ask("Define Lisbon's Riverside Park as a; so a = 5. DefineRiverside Park as")
+    assert det.calls == 4 and det.flags == 2
     with pytest.raises(ValueError, match="does not start 'Define A as'"):
         ask("Define Lisbon's Riverside Park as a; so a = 5. so a")
     with pytest.raises(ValueError, match="cannot read the problem of example 7"):

@@ -129,6 +129,8 @@ def add_lora(model: nn.Module, spec: AdapterSpec, base: str | Path | None = None
     from peft import LoraConfig, get_peft_model
 
     split_qkv(model)
+    if base is not None:  # peft records the model's name_or_path (as given, maybe relative): make it the absolute path
+        model.name_or_path = str(Path(base).resolve())
     emb = model.get_input_embeddings()
     emb_name = next(n for n, m in model.named_modules() if m is emb)
     config = LoraConfig(
@@ -138,7 +140,6 @@ def add_lora(model: nn.Module, spec: AdapterSpec, base: str | Path | None = None
         rank_pattern={emb_name: spec.embedding_rank},
         alpha_pattern={emb_name: spec.embedding_rank},
         lora_dropout=0.0,  # the papers' models have no dropout
-        base_model_name_or_path=str(Path(base).resolve()) if base is not None else None,
     )
     with quiet_peft():
         return get_peft_model(model, config)

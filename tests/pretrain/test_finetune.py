@@ -69,6 +69,14 @@ def test_lora_changes_only_the_adapters(lora_run, smoke_checkpoint):
     assert config.data.mistakes.kind == "retry" and config.data.name == "smoke" and config.model.name == "smoke+qv2e4"
 
 
+def test_adapter_records_the_absolute_base_path(smoke_checkpoint, monkeypatch):
+    """`checkpoint=runs/...` on the command line: the adapter must still find its base from any directory."""
+    monkeypatch.chdir(smoke_checkpoint.parents[1])
+    relative = Path(smoke_checkpoint.parent.name) / smoke_checkpoint.name
+    model = add_lora(AutoModelForCausalLM.from_pretrained(relative), AdapterSpec.parse("qv2e4"), relative)
+    assert model.peft_config["default"].base_model_name_or_path == str(smoke_checkpoint.resolve())
+
+
 def test_lora_weights_moved(smoke_checkpoint, lora_run):
     _, model = lora_run
     moved = [n for n, p in model.named_parameters() if "lora_B" in n or "lora_embedding_A" in n]

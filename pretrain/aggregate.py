@@ -2,13 +2,19 @@
 
     python -m pretrain.aggregate runs/sweeps/retry_sweep_mini
     python -m pretrain.aggregate runs/sweeps/retry_sweep_med --eval greedy,beam4_sample --reduce max
+    python -m pretrain.aggregate runs/sweeps/finetune_grid_laptop runs/<base run> --eval greedy64   # + the base
 
 Rows are data variants (preset and mistakes, plus the model when a sweep varies it), columns the test splits
 (op <= max, each op, reask), cells the accuracy (%). Several seeds or decodings of one variant are reduced with max
 (the papers report the best of 2 seeds x 2 decodings) or mean. Retry-upon-regret evaluations (`rur_<detector>`, from
 `probes.rur`) are another method, not a decoding of the papers' best-of: each is a row of its own, never mixed into the
 decodings' max. Where the papers report the same setting (`pretrain/published.json`), their number is shown
-beside ours. Writes summary.md, summary.json and summary.png into the sweep folder; safe to re-run at any time.
+beside ours. Writes summary.md, summary.json and summary.png into the (first) sweep folder; safe to re-run at any time.
+
+A finetune grid (`pretrain.finetune -m`; rows with a finetune method) is plotted as P22 Fig. 7 is: accuracy against
+the method (LoRA by rank, then full), a line per data variant, one panel per column, the base model (a run folder
+given after the sweep) as a dashed line, and a last panel with the paper's Fig. 7 for the same data variants
+(`FIG7_REFERENCE`: iGSM-med, op = 20 and 23, beside its clean pretrained model).
 """
 
 from __future__ import annotations
@@ -27,6 +33,20 @@ from igsm.dataset import MistakeConfig
 def published() -> list[dict]:
     """The papers' numbers (one data file, transcribed from the papers' figures)."""
     return json.loads(resources.files("pretrain").joinpath("published.json").read_text())["entries"]
+
+
+FIG7_REFERENCE = ("med", ("20", "23"))  # the paper's setting and columns drawn beside a finetune grid of ours
+
+
+def method_order(finetune: str) -> tuple:
+    """The papers' order of finetune methods: LoRA adapters by rank (then embedding rank), then full finetuning."""
+    from pretrain.adapters import AdapterSpec
+    from pretrain.finetune import FULL
+
+    if finetune == FULL:
+        return (1, 0, 0)
+    spec = AdapterSpec.parse(finetune)
+    return (0, spec.rank, spec.embedding_rank)
 
 
 def find_runs(sweep: Path) -> list[Path]:
@@ -97,11 +117,12 @@ def column_order(column: str) -> tuple:
     return (2, column)
 
 
-def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max") -> dict:
-    """The table as data: rows, columns, our accuracies and the papers' where known."""
+def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max", also: tuple[Path, ...] = ()) -> dict:
+    """The table as data: rows, columns, our accuracies and the papers' where known. `also`: more folders of runs
+    (e.g. the base model of a finetune grid), tabled with the sweep's."""
     cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     models, decodings, others = set(), set(), set()
-    for run in find_runs(sweep):
+    for run in [r for folder in (sweep, *also) for r in find_runs(folder)]:
         v = variant(OmegaConf.load(run / "config.yaml"))
         models.add(v["model"])
         for res in run_results(run, evals):
@@ -112,13 +133,19 @@ def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max") 
                     key = (v["setting"], v["data"], v["model"], method(name) or "", v["finetune"] or "")
                     cells[key][split["column"]].append(100 * split["accuracy"])
     if not cells:
-        raise FileNotFoundError(f"no evaluated runs under {sweep} (run `python -m pretrain.evaluate` on each first)")
+        where = ", ".join(str(f) for f in (sweep, *also))
+        raise FileNotFoundError(f"no evaluated runs under {where} (run `python -m pretrain.evaluate` on each first)")
     pick = max if reduce == "max" else (lambda xs: sum(xs) / len(xs))
     columns = sorted({c for row in cells.values() for c in row}, key=column_order)
     entries = published()
     decoding = next(iter(decodings)) if len(decodings) == 1 else None
     rows = []
-    for (setting, tag, model, other, finetune), by_column in sorted(cells.items()):
+
+    def order(item):  # finetunes after their base, in the papers' method order (qv4e8 before qv16e32)
+        setting, tag, model, other, finetune = item[0]
+        return (setting, tag, bool(finetune), method_order(finetune) if finetune else (), model, other)
+
+    for (setting, tag, model, other, finetune), by_column in sorted(cells.items(), key=order):
         show_model = len(models) > 1 or finetune  # a finetune's model name says its method (base+method)
         rows.append(
             {
@@ -178,6 +205,8 @@ def plot(table: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if any(row["finetune"] for row in table["rows"]):
+        return plot_finetune(table, out, plt)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, row in enumerate(table["rows"]):
         ops = sorted((c for c in row["ours"] if c.isdigit()), key=int)  # the single-op columns, on an op axis
@@ -200,16 +229,65 @@ def plot(table: dict, out: Path) -> None:
     plt.close(fig)
 
 
+def plot_finetune(table: dict, out: Path, plt) -> None:
+    """P22 Fig. 7's shape: accuracy against the finetune method, a line per data variant, a panel per column; the
+    runs without a finetune (the base) as dashed lines; the paper's Fig. 7 (`FIG7_REFERENCE`) in the last panel."""
+    rows = [r for r in table["rows"] if not r["method"]]  # retry-upon-regret rows are no finetune method
+    methods = sorted({r["finetune"] for r in rows if r["finetune"]}, key=method_order)
+    tags = sorted({r["data"] for r in rows if r["finetune"]})
+    color = {tag: f"C{i}" for i, tag in enumerate(tags)}  # one colour per data variant, in every panel
+    columns = table["columns"]
+    fig, axes = plt.subplots(1, len(columns) + 1, figsize=(3.6 * (len(columns) + 1), 3.8), squeeze=False)
+    x = range(len(methods))
+
+    def panel(ax, title, lines, bases):
+        for label, ys, style in lines:
+            ax.plot(x, ys, marker="o", label=label, **style)
+        for label, y in bases:
+            ax.axhline(y, ls="--", color="grey", lw=1)
+            ax.annotate(label, (0, y), textcoords="offset points", xytext=(2, 3), fontsize=7, color="grey")
+        ax.set_xticks(list(x), methods, rotation=45, ha="right", fontsize=8)
+        ax.set(title=title, ylabel="accuracy (%)", ylim=(0, 100))
+        ax.grid(alpha=0.3)
+
+    for ax, c in zip(axes[0][:-1], columns, strict=True):
+        name = f"op={c}" if c.isdigit() else c
+        lines = []
+        for tag in tags:
+            by_method = {r["finetune"]: r["ours"].get(c) for r in rows if r["data"] == tag and r["finetune"]}
+            ys = [by_method.get(m) for m in methods]
+            lines.append((tag, [float("nan") if y is None else y for y in ys], {"color": color[tag]}))
+        bases = [(f"base: {r['label']}", r["ours"][c]) for r in rows if not r["finetune"] and c in r["ours"]]
+        panel(ax, f"ours, {name}", lines, bases)
+    setting, paper_columns = FIG7_REFERENCE
+    entries, lines = published(), []
+    for tag in tags:
+        for c, style in zip(paper_columns, ({}, {"ls": ":"}), strict=True):
+            ys = [paper_value(entries, setting, tag, c, None, finetune=m) for m in methods]
+            lines.append(
+                (f"{tag}, op={c}", [float("nan") if y is None else y for y in ys], style | {"color": color[tag]})
+            )
+    bases = [(f"clean, op={c}", paper_value(entries, setting, "clean", c, None)) for c in paper_columns]
+    panel(axes[0][-1], f"P22 Fig. 7 (iGSM-{setting})", lines, [(b, y) for b, y in bases if y is not None])
+    for ax in axes[0]:
+        ax.legend(fontsize=7)
+    fig.suptitle(Path(table["sweep"]).name, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m pretrain.aggregate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("sweep", type=Path, help="a sweep folder (runs/sweeps/<name>) or any folder of runs")
+    ap.add_argument("also", type=Path, nargs="*", help="more run folders to table beside it (e.g. a finetune's base)")
     ap.add_argument("--eval", help="decodings to use, comma-separated (default: every one evaluated)")
     ap.add_argument("--reduce", choices=["max", "mean"], default="max")
     args = ap.parse_args(argv)
     try:
-        table = aggregate(args.sweep, args.eval.split(",") if args.eval else None, args.reduce)
+        table = aggregate(args.sweep, args.eval.split(",") if args.eval else None, args.reduce, tuple(args.also))
     except FileNotFoundError as e:
         raise SystemExit(f"error: {e}") from None
     (args.sweep / "summary.json").write_text(json.dumps(table, indent=2) + "\n")

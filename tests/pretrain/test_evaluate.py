@@ -240,3 +240,23 @@ def test_retry_upon_regret_is_a_row_of_its_own_never_in_the_best_of(tmp_path):
     assert "| med clean | 99.0 (99.9) | 77.7 (77.7) |" in md and "| med clean rur_perfect | 100.0 | 95.0 |" in md
     only = aggregate(tmp_path, ["greedy", "rur_perfect"])  # named together: still apart
     assert [r["ours"]["23"] for r in only["rows"]] == [77.7, 95.0]
+
+
+def test_a_finetune_grid_is_tabled_in_the_papers_method_order_beside_its_base(tmp_path):
+    grid, base = tmp_path / "grid", tmp_path / "base"
+    for method, acc in (("qv16e32", 0.5), ("full", 0.7), ("qv4e8", 0.4)):
+        run = grid / f"ft_{method}"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(
+            "data: {name: med, mistakes: {kind: retry, rate: 0.2, include_current: false, mask: none}}\n"
+            f"model: {{name: gpt2-12-12+{method}}}\ntrain: {{seed: 0}}\nfinetune: {{method: {method}}}\n"
+        )
+        fake_run(grid, f"ft_{method}", "med", "retry", 0.2, 0, {"op<=15": acc, "23": acc})
+    fake_run(base, "clean", "med", "none", 0.0, 0, {"op<=15": 0.9, "23": 0.6})
+    assert [r["finetune"] for r in aggregate(grid)["rows"]] == ["qv4e8", "qv16e32", "full"]  # not alphabetical
+    aggregate_main([str(grid), str(base)])
+    table = json.loads((grid / "summary.json").read_text())
+    assert [r["finetune"] for r in table["rows"]] == [None, "qv4e8", "qv16e32", "full"]
+    clean, qv4, *_ = table["rows"]
+    assert clean["paper"]["23"] == 76.8 and qv4["paper"]["23"] == 63.3  # P21 Fig. 3 (greedy) / P22 Fig. 7, never mixed
+    assert (grid / "summary.png").stat().st_size > 0 and not (base / "summary.md").exists()

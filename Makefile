@@ -63,12 +63,21 @@ cpu-rur: $(STAMP)
 cpu-aggregate: $(STAMP)
 	$(PY) -m pretrain.aggregate runs/cpu
 
-# Part 2.2 Fig. 7 on a CPU: the $(EXP) run's newest checkpoint finetuned on retry data 0.2 (with and without mask) by
-# LoRA qv4e8 ... qv256e512 and by full finetuning, 16 runs of the laptop recipe; e.g. a tiny budget:
-#   make cpu-finetune-grid EXP=smoke FT_ARGS="finetune=smoke finetune.train.steps=2"
-FT_ARGS    ?=
+# Part 2.2 Fig. 7 on a CPU, end to end: the $(EXP) run's newest checkpoint finetuned on retry data 0.2 (with and
+# without mask) by LoRA qv4e8 ... qv256e512 and by full finetuning (16 runs of the laptop recipe), each run's last
+# checkpoint evaluated, then one table and Fig. 7-style figure with the base beside (evaluate it first: cpu-eval,
+# with the same FT_EVAL_ARGS). E.g. a tiny budget (7 minutes on 2 busy cores):
+#   make cpu-train cpu-eval cpu-finetune-grid EXP=smoke EVAL_ARGS="eval=smoke eval.n=2" \
+#        FT_ARGS="finetune=smoke finetune.train.steps=2" FT_EVAL_ARGS="eval=smoke eval.n=2"
+FT_ARGS      ?=
+FT_EVAL_ARGS ?= $(EVAL_ARGS)
+FT_GRID      := runs/cpu/finetune_grid_$(EXP)
 cpu-finetune-grid: $(STAMP)
-	$(PY) -m pretrain.finetune -m +experiment=finetune_grid_laptop checkpoint=$(CKPT) hydra.sweep.dir=runs/cpu/finetune_grid_$(EXP) $(FT_ARGS)
+	$(PY) -m pretrain.finetune -m +experiment=finetune_grid_laptop checkpoint=$(CKPT) hydra.sweep.dir=$(FT_GRID) $(FT_ARGS)
+	for d in $(FT_GRID)/ft_*/; do \
+	  $(PY) -m pretrain.evaluate checkpoint=$${d}checkpoints/$$(cat $${d}checkpoints/latest) $(FT_EVAL_ARGS) || exit 1; \
+	done
+	$(PY) -m pretrain.aggregate $(FT_GRID) $(RUN)
 
 # Self-correction from the run's newest checkpoint (README "Self-correction by RL"): SCoRe's Stage I -> II, then the
 # STaR and Pair-SFT baselines, each in <run>/selfcorrect/<method>, then one table and figure of them all.

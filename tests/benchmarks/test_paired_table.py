@@ -1,0 +1,42 @@
+"""benchmarks/paired_table.py pairs each run's verdicts with the base's, problem by problem."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from paired_table import main  # noqa: E402
+
+
+def fake(run: Path, correct: list[bool], backs: list[int], loss: float | None = None) -> Path:
+    out = run / "eval" / "step_0000010" / "greedy"
+    out.mkdir(parents=True)
+    pairs = enumerate(zip(correct, backs, strict=True))
+    rows = [{"split": "test_op1", "index": i, "correct": c, "n_back": b} for i, (c, b) in pairs]
+    (out / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if loss is not None:
+        (run / "final.json").write_text(json.dumps({"loss": loss}))
+    return run
+
+
+def test_gains_losses_and_backs_are_counted_per_problem(tmp_path, capsys):
+    base = fake(tmp_path / "base", [True, True, False, False], [0, 0, 0, 0])
+    ft = fake(tmp_path / "ft", [True, False, True, True], [0, 2, 1, 0], loss=0.25)
+    main([str(base), str(ft)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| base | 50.0 [15.0-85.0] | 0.00 | 0.00 | - |"
+    # solves 2 the base does not (+2), loses 1 (-1): McNemar p = 1.0; BACKs 1/3 per correct, 2 per wrong
+    assert lines[3] == "| ft | 75.0 [30.1-95.4] +2/-1, p=1.00 | 0.33 | 2.00 | 0.250 |"
+
+
+def test_runs_on_other_problems_are_refused(tmp_path):
+    base = fake(tmp_path / "base", [True, False], [0, 0])
+    other = fake(tmp_path / "other", [True, False, True], [0, 0, 0])
+    with pytest.raises(SystemExit, match="other problems than the base"):
+        main([str(base), str(other)])
+    with pytest.raises(SystemExit, match="no evaluation named 'beam4'"):
+        main([str(base), "--eval", "beam4"])

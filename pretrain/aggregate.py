@@ -122,7 +122,7 @@ def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max", 
     (e.g. the base model of a finetune grid), tabled with the sweep's."""
     cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     models, decodings, others = set(), set(), set()
-    for run in [r for folder in (sweep, *also) for r in find_runs(folder)]:
+    for run in dict.fromkeys(r.resolve() for folder in (sweep, *also) for r in find_runs(folder)):  # each run once
         v = variant(OmegaConf.load(run / "config.yaml"))
         models.add(v["model"])
         for res in run_results(run, evals):

@@ -254,9 +254,10 @@ def test_a_finetune_grid_is_tabled_in_the_papers_method_order_beside_its_base(tm
         fake_run(grid, f"ft_{method}", "med", "retry", 0.2, 0, {"op<=15": acc, "23": acc})
     fake_run(base, "clean", "med", "none", 0.0, 0, {"op<=15": 0.9, "23": 0.6})
     assert [r["finetune"] for r in aggregate(grid)["rows"]] == ["qv4e8", "qv16e32", "full"]  # not alphabetical
-    aggregate_main([str(grid), str(base)])
+    aggregate_main([str(grid), str(base), str(grid / "ft_full")])  # a run named twice counts once
     table = json.loads((grid / "summary.json").read_text())
     assert [r["finetune"] for r in table["rows"]] == [None, "qv4e8", "qv16e32", "full"]
+    assert table["rows"][-1]["runs"] == {"op<=15": 1, "23": 1}
     clean, qv4, *_ = table["rows"]
     assert clean["paper"]["23"] == 76.8 and qv4["paper"]["23"] == 63.3  # P21 Fig. 3 (greedy) / P22 Fig. 7, never mixed
     assert (grid / "summary.png").stat().st_size > 0 and not (base / "summary.md").exists()

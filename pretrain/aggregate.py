@@ -11,10 +11,14 @@ Rows are data variants (preset and mistakes, plus the model when a sweep varies 
 decodings' max. Where the papers report the same setting (`pretrain/published.json`), their number is shown
 beside ours. Writes summary.md, summary.json and summary.png into the (first) sweep folder; safe to re-run at any time.
 
-A finetune grid (`pretrain.finetune -m`; rows with a finetune method) is plotted as P22 Fig. 7 is: accuracy against
-the method (LoRA by rank, then full), a line per data variant, one panel per column, the base model (a run folder
-given after the sweep) as a dashed line, and a last panel with the paper's Fig. 7 for the same data variants
-(`FIG7_REFERENCE`: iGSM-med, op = 20 and 23, beside its clean pretrained model).
+A sweep over training data (several data variants, e.g. `laptop_retry_sweep`) is plotted as P22 Figs. 4 and 8 are:
+accuracy against the data variant, one panel per column, each seed a dot, the reduced value with its 95% Wilson
+interval, the papers' number as a cross where they report the same setting. A finetune grid (`pretrain.finetune -m`;
+rows with a finetune method) is plotted as P22 Fig. 7 is: accuracy against the method (LoRA by rank, then full), a
+line per data variant, one panel per column, the base model (a run folder given after the sweep) as a dashed line.
+Where the sweep's world is not one the papers ran (no cell has the papers' number), a last panel draws the papers'
+figure for the same data variants (`REFERENCE`: iGSM-med, op = 20 and 23). Any other sweep (one data variant, e.g.
+models) is drawn against op.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def published() -> list[dict]:
     return json.loads(resources.files("pretrain").joinpath("published.json").read_text())["entries"]
 
 
-FIG7_REFERENCE = ("med", ("20", "23"))  # the paper's setting and columns drawn beside a finetune grid of ours
+REFERENCE = ("med", ("20", "23"))  # the papers' setting and columns drawn beside a sweep of a world they did not run
 
 
 def method_order(finetune: str) -> tuple:
@@ -109,18 +113,21 @@ def paper_value(
 
 
 def column_order(column: str) -> tuple:
-    """The papers' order: op <= max first, then single ops ascending, then reask."""
+    """The papers' order: op <= max first, then the in-distribution columns of templates seen in training (seen<op>,
+    a small world's), then single ops ascending, then reask."""
     if column.startswith("op<="):
         return (0, 0)
+    if column.startswith("seen") and column[4:].isdigit():
+        return (1, int(column[4:]))
     if column.isdigit():
-        return (1, int(column))
-    return (2, column)
+        return (2, int(column))
+    return (3, column)
 
 
 def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max", also: tuple[Path, ...] = ()) -> dict:
     """The table as data: rows, columns, our accuracies and the papers' where known. `also`: more folders of runs
     (e.g. the base model of a finetune grid), tabled with the sweep's."""
-    cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    cells: dict[tuple, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))  # (correct, n)
     models, decodings, others = set(), set(), set()
     for run in dict.fromkeys(r.resolve() for folder in (sweep, *also) for r in find_runs(folder)):  # each run once
         v = variant(OmegaConf.load(run / "config.yaml"))
@@ -131,11 +138,23 @@ def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max", 
             for split in res["splits"].values():
                 if split["n"]:
                     key = (v["setting"], v["data"], v["model"], method(name) or "", v["finetune"] or "")
-                    cells[key][split["column"]].append(100 * split["accuracy"])
+                    cells[key][split["column"]].append((round(split["accuracy"] * split["n"]), split["n"]))
     if not cells:
         where = ", ".join(str(f) for f in (sweep, *also))
         raise FileNotFoundError(f"no evaluated runs under {where} (run `python -m pretrain.evaluate` on each first)")
-    pick = max if reduce == "max" else (lambda xs: sum(xs) / len(xs))
+
+    def pick(counts: list[tuple[int, int]]) -> tuple[float, list[float]]:
+        """The reduced accuracy (%) and its 95% Wilson interval: the best run's own, or all runs' pooled (the mean
+        of runs of equal n)."""
+        if reduce == "max":
+            k, n = max(counts, key=lambda kn: kn[0] / kn[1])
+        else:
+            k, n = sum(k for k, _ in counts), sum(n for _, n in counts)
+        from pretrain.evaluate import wilson  # not at the top: it brings torch, which tabling does not need
+
+        lo, hi = wilson(k, n)
+        return 100 * k / n, [round(100 * lo, 1), round(100 * hi, 1)]
+
     columns = sorted({c for row in cells.values() for c in row}, key=column_order)
     entries = published()
     decoding = next(iter(decodings)) if len(decodings) == 1 else None
@@ -155,7 +174,9 @@ def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max", 
                 "model": model,
                 "method": other or None,
                 "finetune": finetune or None,
-                "ours": {c: round(pick(v), 1) for c, v in by_column.items()},
+                "ours": {c: round(pick(v)[0], 1) for c, v in by_column.items()},
+                "ci95": {c: pick(v)[1] for c, v in by_column.items()},
+                "values": {c: [round(100 * k / n, 1) for k, n in v] for c, v in by_column.items()},  # each run's
                 "runs": {c: len(v) for c, v in by_column.items()},
                 "paper": {
                     c: paper_value(entries, setting, tag, c, other or decoding, bool(other), finetune or None)
@@ -207,6 +228,8 @@ def plot(table: dict, out: Path) -> None:
 
     if any(row["finetune"] for row in table["rows"]):
         return plot_finetune(table, out, plt)
+    if len({row["data"] for row in table["rows"]}) > 1:
+        return plot_variants(table, out, plt)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, row in enumerate(table["rows"]):
         ops = sorted((c for c in row["ours"] if c.isdigit()), key=int)  # the single-op columns, on an op axis
@@ -229,9 +252,86 @@ def plot(table: dict, out: Path) -> None:
     plt.close(fig)
 
 
+def paper_panel(ax, tags: list[str], color: dict, finetunes: list[str] | None = None) -> None:
+    """The papers' figure for the same data variants (`REFERENCE`), on the x axis of our panels: data variants (P22
+    Figs. 4 and 8), or finetune methods (`finetunes`, P22 Fig. 7, a line per variant and the clean model dashed)."""
+    setting, columns = REFERENCE
+    entries = published()
+    for c, style in zip(columns, ({"marker": "o"}, {"marker": "s", "ls": ":"}), strict=True):
+        if finetunes is None:
+            ys = [paper_value(entries, setting, tag, c, None) for tag in tags]
+            ax.plot(
+                range(len(tags)), [float("nan") if y is None else y for y in ys], label=f"op={c}", color="k", **style
+            )
+            continue
+        for tag in tags:
+            ys = [paper_value(entries, setting, tag, c, None, finetune=m) for m in finetunes]
+            ax.plot(
+                range(len(finetunes)),
+                [float("nan") if y is None else y for y in ys],
+                label=f"{tag}, op={c}",
+                color=color[tag],
+                **style,
+            )
+        clean = paper_value(entries, setting, "clean", c, None)
+        if clean is not None:
+            ax.axhline(clean, ls="--", color="grey", lw=1)
+            ax.annotate(
+                f"clean, op={c}", (0, clean), textcoords="offset points", xytext=(2, 3), fontsize=7, color="grey"
+            )
+    figure = "P22 Figs. 4(b), 8" if finetunes is None else "P22 Fig. 7"
+    ax.set(title=f"{figure} (iGSM-{setting})", ylabel="accuracy (%)", ylim=(0, 100))
+    ax.grid(alpha=0.3)
+
+
+def plot_variants(table: dict, out: Path, plt) -> None:
+    """P22 Figs. 4 and 8's shape: accuracy against the data variant, a panel per column, a method (greedy's best-of,
+    retry upon regret) per colour, each run a dot, the reduced value with its Wilson interval, the papers' number a
+    cross; the papers' figure in a last panel when none of our cells has their number."""
+    rows, columns = table["rows"], table["columns"]
+    tags = list(dict.fromkeys(r["data"] for r in rows))  # the table's order
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    reference = not any(y is not None for r in rows for y in r["paper"].values())
+    n = len(columns) + reference
+    fig, axes = plt.subplots(1, n, figsize=(2.9 * n + 0.6, 3.9), squeeze=False)
+    for ax, c in zip(axes[0], columns, strict=False):
+        for j, m in enumerate(methods):
+            shift = 0.12 * (j - (len(methods) - 1) / 2)  # methods side by side at each variant
+            for r in (r for r in rows if r["method"] == m and c in r["ours"]):
+                x = tags.index(r["data"]) + shift
+                lo, hi = r["ci95"][c]
+                y = r["ours"][c]
+                first = r is next(q for q in rows if q["method"] == m and c in q["ours"])
+                ax.errorbar(
+                    x,
+                    y,
+                    yerr=[[y - lo], [hi - y]],
+                    fmt="o",
+                    color=f"C{j}",
+                    capsize=3,
+                    label=(m or ", ".join(table["decodings"])) if first else None,
+                )
+                ax.plot([x] * len(r["values"][c]), r["values"][c], ".", color=f"C{j}", alpha=0.5)
+                if r["paper"].get(c) is not None:
+                    ax.plot(x, r["paper"][c], "x", color=f"C{j}", ms=8)
+        ax.set_xticks(range(len(tags)), tags, rotation=45, ha="right", fontsize=8)
+        ax.set(title=f"ours, {f'op={c}' if c.isdigit() else c}", ylabel="accuracy (%)", ylim=(0, 100))
+        ax.grid(alpha=0.3)
+    if reference:
+        paper_panel(axes[0][-1], tags, {})
+        axes[0][-1].set_xticks(range(len(tags)), tags, rotation=45, ha="right", fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    if reference:
+        axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"{Path(table['sweep']).name}: {table['reduce']} over runs, 95% Wilson intervals", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def plot_finetune(table: dict, out: Path, plt) -> None:
     """P22 Fig. 7's shape: accuracy against the finetune method, a line per data variant, a panel per column; the
-    runs without a finetune (the base) as dashed lines; the paper's Fig. 7 (`FIG7_REFERENCE`) in the last panel."""
+    runs without a finetune (the base) as dashed lines; the paper's Fig. 7 (`REFERENCE`) in the last panel."""
     rows = [r for r in table["rows"] if not r["method"]]  # retry-upon-regret rows are no finetune method
     methods = sorted({r["finetune"] for r in rows if r["finetune"]}, key=method_order)
     tags = sorted({r["data"] for r in rows if r["finetune"]})
@@ -259,16 +359,8 @@ def plot_finetune(table: dict, out: Path, plt) -> None:
             lines.append((tag, [float("nan") if y is None else y for y in ys], {"color": color[tag]}))
         bases = [(f"base: {r['label']}", r["ours"][c]) for r in rows if not r["finetune"] and c in r["ours"]]
         panel(ax, f"ours, {name}", lines, bases)
-    setting, paper_columns = FIG7_REFERENCE
-    entries, lines = published(), []
-    for tag in tags:
-        for c, style in zip(paper_columns, ({}, {"ls": ":"}), strict=True):
-            ys = [paper_value(entries, setting, tag, c, None, finetune=m) for m in methods]
-            lines.append(
-                (f"{tag}, op={c}", [float("nan") if y is None else y for y in ys], style | {"color": color[tag]})
-            )
-    bases = [(f"clean, op={c}", paper_value(entries, setting, "clean", c, None)) for c in paper_columns]
-    panel(axes[0][-1], f"P22 Fig. 7 (iGSM-{setting})", lines, [(b, y) for b, y in bases if y is not None])
+    paper_panel(axes[0][-1], tags, color, methods)
+    axes[0][-1].set_xticks(list(x), methods, rotation=45, ha="right", fontsize=8)
     for ax in axes[0]:
         ax.legend(fontsize=7)
     fig.suptitle(Path(table["sweep"]).name, fontsize=10)

@@ -226,20 +226,46 @@ def test_aggregate_builds_the_table(tmp_path):
         aggregate_main([str(tmp_path / "empty")])
 
 
+def test_a_data_sweep_of_a_small_world_is_drawn_by_variant_with_intervals_and_the_papers_figure(tmp_path, monkeypatch):
+    from pretrain import aggregate as agg
+
+    fake_run(tmp_path, "c0", "laptop", "none", 0.0, 0, {"3": 0.02, "seen2": 0.30, "seen1": 0.60})
+    fake_run(tmp_path, "c1", "laptop", "none", 0.0, 1, {"3": 0.04, "seen2": 0.34, "seen1": 0.62})
+    fake_run(tmp_path, "r0", "laptop", "retry_weak", 0.5, 0, {"3": 0.0, "seen2": 0.20, "seen1": 0.50})
+    table = aggregate(tmp_path, reduce="mean")
+    assert table["columns"] == ["seen1", "seen2", "3"]  # in distribution before out of it
+    clean, weak = table["rows"]
+    assert clean["values"]["seen2"] == [30.0, 34.0] and clean["ours"]["seen2"] == 32.0
+    assert clean["ci95"]["seen2"] == [round(100 * b, 1) for b in wilson(64, 200)]  # both seeds' problems pooled
+    assert weak["ci95"]["seen2"] == [round(100 * b, 1) for b in wilson(20, 100)]
+    assert aggregate(tmp_path)["rows"][0]["ci95"]["seen2"] == [round(100 * b, 1) for b in wilson(34, 100)]  # max's own
+    drawn = []
+    monkeypatch.setattr(agg, "paper_panel", lambda ax, tags, *a: drawn.append(tags))
+    agg.plot(table, tmp_path / "summary.png")
+    assert drawn == [["clean", "retry_weak0.5"]]  # no cell has the papers' number: their Figs. 4(b), 8 beside ours
+    assert (tmp_path / "summary.png").stat().st_size > 0
+    med = tmp_path / "med"
+    fake_run(med, "c", "med", "none", 0.0, 0, {"23": 0.7})
+    fake_run(med, "r", "med", "retry", 0.5, 0, {"23": 0.9})
+    drawn.clear()
+    agg.plot(aggregate(med), med / "summary.png")  # the papers' world: their numbers are crosses in our panels
+    assert drawn == [] and (med / "summary.png").stat().st_size > 0
+
+
 def test_retry_upon_regret_is_a_row_of_its_own_never_in_the_best_of(tmp_path):
-    fake_run(tmp_path, "a", "med", "none", 0.0, 0, {"op<=15": 0.99, "23": 0.777})
+    fake_run(tmp_path, "a", "med", "none", 0.0, 0, {"op<=15": 0.99, "23": 0.78})
     fake_run(tmp_path, "a", "med", "none", 0.0, 0, {"op<=15": 0.98, "23": 0.70}, decoding="beam4_sample")
     fake_run(tmp_path, "a", "med", "none", 0.0, 0, {"op<=15": 1.0, "23": 0.95}, decoding="rur_perfect")
     table = aggregate(tmp_path)  # no decoding named: best of greedy and beam, not of rur_perfect
     assert table["decodings"] == ["beam4_sample", "greedy"] and table["methods"] == ["rur_perfect"]
     best, rur = table["rows"]
-    assert best["label"] == "med clean" and best["ours"] == {"op<=15": 99.0, "23": 77.7} and best["method"] is None
+    assert best["label"] == "med clean" and best["ours"] == {"op<=15": 99.0, "23": 78.0} and best["method"] is None
     assert rur["label"] == "med clean rur_perfect" and rur["ours"] == {"op<=15": 100.0, "23": 95.0}
     assert rur["paper"] == {"op<=15": None, "23": None}  # the papers' best-of is not a retry-upon-regret number
     md = markdown(table)
-    assert "| med clean | 99.0 (99.9) | 77.7 (77.7) |" in md and "| med clean rur_perfect | 100.0 | 95.0 |" in md
+    assert "| med clean | 99.0 (99.9) | 78.0 (77.7) |" in md and "| med clean rur_perfect | 100.0 | 95.0 |" in md
     only = aggregate(tmp_path, ["greedy", "rur_perfect"])  # named together: still apart
-    assert [r["ours"]["23"] for r in only["rows"]] == [77.7, 95.0]
+    assert [r["ours"]["23"] for r in only["rows"]] == [78.0, 95.0]
 
 
 def test_a_finetune_grid_is_tabled_in_the_papers_method_order_beside_its_base(tmp_path):

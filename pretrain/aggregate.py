@@ -81,6 +81,9 @@ def method(decoding: str) -> str | None:
 def variant(config) -> dict:
     m = config.data.mistakes
     tag = MistakeConfig(m.kind, m.rate, m.include_current, m.mask).tag
+    two = OmegaConf.select(config, "data.two_attempts", default=0.0)
+    if two:  # SCoRe's two-attempt documents in the training data: another data variant (the laptop base, L5)
+        tag += f"+two_attempts{two:g}"
     finetune = OmegaConf.select(config, "finetune.method")  # a pretrain.finetune run: on `data` after pretraining
     return {
         "setting": config.data.name,

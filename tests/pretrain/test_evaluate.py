@@ -244,6 +244,15 @@ def test_a_data_sweep_of_a_small_world_is_drawn_by_variant_with_intervals_and_th
     agg.plot(table, tmp_path / "summary.png")
     assert drawn == [["clean", "retry_weak0.5"]]  # no cell has the papers' number: their Figs. 4(b), 8 beside ours
     assert (tmp_path / "summary.png").stat().st_size > 0
+    two = tmp_path / "L5"
+    fake_run(two, "L5", "laptop", "none", 0.0, 0, {"seen2": 0.31})
+    (two / "L5" / "config.yaml").write_text(
+        (two / "L5" / "config.yaml").read_text().replace("{name: laptop,", "{name: laptop, two_attempts: 0.05,")
+    )
+    rows = aggregate(tmp_path, reduce="mean", also=(two,))["rows"]  # 5% two-attempt documents: not the clean variant
+    assert [r["data"] for r in rows] == ["clean", "clean+two_attempts0.05", "retry_weak0.5"] and rows[0]["runs"][
+        "seen2"
+    ] == 2
     med = tmp_path / "med"
     fake_run(med, "c", "med", "none", 0.0, 0, {"23": 0.7})
     fake_run(med, "r", "med", "retry", 0.5, 0, {"23": 0.9})

@@ -21,6 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pretrain.evaluate import mcnemar_p, wilson  # noqa: E402
 
 
+def p_value(p: float) -> str:
+    """Two decimals, or two significant digits below 0.01 (a p of 4e-05 is not "0.00")."""
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
+
+
 def generations(run: Path, name: str) -> dict[tuple[str, int], dict]:
     found = sorted(run.glob(f"eval/*/{name}/generations.jsonl"))
     if not found:
@@ -40,7 +45,7 @@ def row(run: Path, gens: dict, base: dict, splits: list[str]) -> list[str]:
         lo, hi = wilson(right, len(keys))
         gained = sum(gens[k]["correct"] and not base[k]["correct"] for k in keys)
         lost = sum(base[k]["correct"] and not gens[k]["correct"] for k in keys)
-        change = f" +{gained}/-{lost}, p={mcnemar_p(gained, lost):.2f}" if gens is not base else ""
+        change = f" +{gained}/-{lost}, p={p_value(mcnemar_p(gained, lost))}" if gens is not base else ""
         cells.append(f"{100 * right / len(keys):.1f} [{100 * lo:.1f}-{100 * hi:.1f}]{change}")
     for want in (True, False):
         backs = [[g["n_back"] for k, g in gens.items() if k[0] == s and g["correct"] == want] for s in splits]

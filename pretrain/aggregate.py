@@ -261,11 +261,10 @@ def paper_panel(ax, tags: list[str], color: dict, finetunes: list[str] | None = 
     setting, columns = REFERENCE
     entries = published()
     for c, style in zip(columns, ({"marker": "o"}, {"marker": "s", "ls": ":"}), strict=True):
-        if finetunes is None:
-            ys = [paper_value(entries, setting, tag, c, None) for tag in tags]
-            ax.plot(
-                range(len(tags)), [float("nan") if y is None else y for y in ys], label=f"op={c}", color="k", **style
-            )
+        if finetunes is None:  # the variants they report, joined over those they do not
+            known = [(x, paper_value(entries, setting, tag, c, None)) for x, tag in enumerate(tags)]
+            known = [(x, y) for x, y in known if y is not None]
+            ax.plot([x for x, _ in known], [y for _, y in known], label=f"op={c}", color="k", **style)
             continue
         for tag in tags:
             ys = [paper_value(entries, setting, tag, c, None, finetune=m) for m in finetunes]

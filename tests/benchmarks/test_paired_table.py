@@ -40,3 +40,9 @@ def test_runs_on_other_problems_are_refused(tmp_path):
         main([str(base), str(other)])
     with pytest.raises(SystemExit, match="no evaluation named 'beam4'"):
         main([str(base), "--eval", "beam4"])
+
+
+def test_a_small_p_keeps_its_digits():
+    from paired_table import p_value
+
+    assert (p_value(1.0), p_value(0.0123), p_value(3.7e-5)) == ("1.00", "0.01", "4e-05")

@@ -16,9 +16,9 @@ accuracy against the data variant, one panel per column, each seed a dot, the re
 interval, the papers' number as a cross where they report the same setting. A finetune grid (`pretrain.finetune -m`;
 rows with a finetune method) is plotted as P22 Fig. 7 is: accuracy against the method (LoRA by rank, then full), a
 line per data variant, one panel per column, the base model (a run folder given after the sweep) as a dashed line.
-Where the sweep's world is not one the papers ran (no cell has the papers' number), a last panel draws the papers'
-figure for the same data variants (`REFERENCE`: iGSM-med, op = 20 and 23). Any other sweep (one data variant, e.g.
-models) is drawn against op.
+A last panel draws the papers' figure for the same data variants (`REFERENCE`: iGSM-med, op = 20 and 23): always
+beside a finetune grid, beside a data sweep when its world is not one the papers ran (no cell has their number). Any
+other sweep (one data variant, e.g. models) is drawn against op.
 """
 
 from __future__ import annotations

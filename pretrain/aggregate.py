@@ -168,6 +168,7 @@ def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max", 
         return (setting, tag, bool(finetune), method_order(finetune) if finetune else (), model, other)
 
     for (setting, tag, model, other, finetune), by_column in sorted(cells.items(), key=order):
+        reduced = {c: pick(v) for c, v in by_column.items()}  # column -> (accuracy, interval)
         show_model = len(models) > 1 or finetune  # a finetune's model name says its method (base+method)
         rows.append(
             {
@@ -177,8 +178,8 @@ def aggregate(sweep: Path, evals: list[str] | None = None, reduce: str = "max", 
                 "model": model,
                 "method": other or None,
                 "finetune": finetune or None,
-                "ours": {c: round(pick(v)[0], 1) for c, v in by_column.items()},
-                "ci95": {c: pick(v)[1] for c, v in by_column.items()},
+                "ours": {c: round(acc, 1) for c, (acc, _) in reduced.items()},
+                "ci95": {c: ci for c, (_, ci) in reduced.items()},
                 "values": {c: [round(100 * k / n, 1) for k, n in v] for c, v in by_column.items()},  # each run's
                 "runs": {c: len(v) for c, v in by_column.items()},
                 "paper": {

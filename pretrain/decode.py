@@ -3,9 +3,11 @@
 
 A prompt is <end> <begin_problem> problem <begin_solution> (spec §9); a model writes the solution, <begin_answer>,
 the answer and <end>. Generation stops at <end> or when prompt + generation reach `max_length` (2048, as in the
-papers). Finished sequences leave the batch, so a long solution does not keep short ones computing. GPT-NeoX models
-(ours) decode through `pretrain.static_cache`, a lean step over a static KV cache, twice as fast for small models on a
-CPU as the model's own forward with a `DynamicCache`, which other models use.
+papers). Finished sequences leave the batch, so a long solution does not keep short ones computing. On a CPU,
+GPT-NeoX models (ours) decode through `pretrain.static_cache`, a lean step over a static KV cache, twice as fast for
+small models as the model's own forward with a `DynamicCache`, which other models use, and every model on a GPU: there
+the lean step's many small launches (attention in blocks of rows, compaction row by row) made it 19x slower than the
+`DynamicCache` step (`benchmarks/results/gpu-2026-12-04.md`).
 """
 
 from __future__ import annotations
@@ -131,16 +133,17 @@ def decode_batch(
     lean: bool | None = None,
 ) -> list[list[int]]:
     """Generated ids (after the prompt, <end> included when reached) for prompts decoded together, left-padded.
-    A GPT-NeoX model runs through the lean static-cache step (`pretrain.static_cache`), any other model (or
-    `lean=False`, the reference) through its own forward and a `DynamicCache`; both give the same tokens. Finished
-    rows stop computing: at once with the dynamic cache, in bulk with the static one."""
+    A GPT-NeoX model on a CPU runs through the lean static-cache step (`pretrain.static_cache`; `lean=True` forces
+    it), any other model or device (or `lean=False`, the reference) through its own forward and a `DynamicCache`;
+    both give the same tokens. Finished rows stop computing: at once with the dynamic cache, in bulk with the static
+    one."""
     device = next(model.parameters()).device
     lengths = [len(p) for p in prompts]
     budget = [min(cfg.max_length - n, cfg.max_new_tokens or cfg.max_length) for n in lengths]
     if max(budget) < 1:  # nothing to generate: prompts at max_length already
         return [[] for _ in prompts]
     ids, mask = left_pad(prompts, end_id, device)
-    lean = supports(model) if lean is None else lean
+    lean = lean_by_default(model, device) if lean is None else lean
     state = StaticNeoX(model, ids, mask, ids.shape[1] + max(budget)) if lean else DynamicStep(model, ids, mask)
     threshold = COMPACT if lean else 0.0
     logits = state.prefill()
@@ -171,6 +174,12 @@ def decode_batch(
             feed[torch.tensor(live, dtype=torch.long, device=device)] = nxt
         logits = state.step(feed)
     return out
+
+
+def lean_by_default(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether `decode_batch` takes the lean static-cache step unless told: for the models it runs exactly, on a
+    CPU only (on a GPU its small launches cost more than the `DynamicCache` step's overhead they save)."""
+    return device.type == "cpu" and supports(model)
 
 
 @torch.inference_mode()
@@ -274,7 +283,7 @@ def generate(
     """Generations for all prompts, in their order; batches of similar prompt lengths (longest first).
     With a `regret` detector (and the tokenizer's `triggers`), each prompt is decoded with retry upon regret, in
     this process (`cfg.workers` applies to batches). `lean`: `decode_batch`'s choice of step (None: the static
-    cache where the model allows it)."""
+    cache where the model allows it, on a CPU)."""
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     results: list[list[int]] = [[] for _ in prompts]
     generator = None

@@ -8,7 +8,7 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from pretrain import static_cache
-from pretrain.decode import DecodeConfig, DynamicStep, decode_batch, generate_beam, left_pad
+from pretrain.decode import DecodeConfig, DynamicStep, decode_batch, generate_beam, lean_by_default, left_pad
 from pretrain.model import CanonNeoXForCausalLM, ModelConfig, build_model
 from pretrain.static_cache import StaticNeoX, supports
 
@@ -91,6 +91,21 @@ def test_lean_greedy_equals_transformers(chatty, limits):
     budgets = [min(cfg.max_length - len(p), cfg.max_new_tokens or cfg.max_length) for p in ps]
     assert all(len(x) <= b for x, b in zip(lean, budgets, strict=True))
     assert any(x[-1] == end for x in lean) and not all(x[-1] == end for x in lean)
+
+
+def test_the_static_cache_is_the_default_on_a_cpu_only(chatty, monkeypatch):
+    """Unless told, `decode_batch` takes the static cache for our models on a CPU, and the DynamicCache step on a GPU
+    (there the static cache measured 19x slower) or for a model it does not run exactly."""
+    model, end, ps = chatty
+    assert lean_by_default(model, torch.device("cpu"))
+    assert not lean_by_default(model, torch.device("cuda"))
+    assert not lean_by_default(torch.nn.Linear(2, 2), torch.device("cpu"))
+    taken = []
+    monkeypatch.setattr(static_cache.StaticNeoX, "prefill", lambda self: taken.append("static") or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        decode_batch(model, ps, end, DecodeConfig(max_new_tokens=3))
+    assert taken == ["static"]
+    assert decode_batch(model, ps, end, DecodeConfig(max_new_tokens=3), lean=False)  # told: the DynamicCache step
 
 
 def test_lean_sampling_draws_as_transformers(chatty):

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Every GPU figure of the project in one command (planned for at most 8 minutes on one H100/H200; its first run on
-# an H200, 2026-12-04, ran past 10 minutes: the static-cache decoder was 19x slower there, now CPU only):
+# Every GPU figure of the project in one command, sized for one 10-minute device command on one H100/H200 (its
+# first run, on an H200 on 2026-12-04, ran out of 590 s: two parts, both decoding through the static-cache step, ran
+# past their 150 s, and a follow-up measured that step 19x slower than the DynamicCache step on the GPU, so decoding
+# takes it on CPUs only since; the sizes below are estimated from that run's part times, not yet run on a GPU):
 #
 #   bash benchmarks/gpu_check.sh          # -> benchmarks/results/gpu-<date>.md and gpu-<date>-mini-loss.png
 #   bash benchmarks/gpu_check.sh --cpu    # the same parts at tiny sizes, fp32, on a CPU (tests/benchmarks/test_gpu_check.py)
@@ -8,16 +10,18 @@
 # Parts, each a section of the report (a failing part is reported there and the others still run; the exit status
 # counts the failures): environment and GPU name; a smoke model trained; bf16 batched greedy == one-by-one greedy on
 # it; compiled == eager first training losses; benchmarks/train_throughput.py for gpt2-12-12 at context 768 and for
-# mini; benchmarks/eval_throughput.py (ours against `generate`); a 3-minute `mini` training run with its loss curve.
+# mini; benchmarks/eval_throughput.py (ours against `generate`); a 2-minute `mini` training run with its loss curve.
 # GPU_CHECK_OUT=<file.md> writes the report elsewhere, GPU_CHECK_DATA=<dir> reuses a data root with its tokenizers,
 # PYTHON=<interpreter> picks the Python.
 #
 # On this project's lent GPU machine (no network; its image lacks hydra-core, omegaconf, antlr4 and datasets), fetch
-# their wheels here once, into .whl/ (ignored by git), and carry them; the script installs whatever .whl/ holds:
+# their wheels here once, into .whl/ (ignored by git), and carry them; in GPU mode the script installs whatever
+# .whl/ holds (the set the 2026-12-04 run carried; antlr4 4.9.3 exists only as a source archive: build its wheel):
 #   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-#     hydra-core==1.3.2 omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 datasets==4.4.1 dill==0.4.0 multiprocess==0.70.18
+#     hydra-core==1.3.8 omegaconf==2.3.1 datasets==4.4.1 dill==0.4.0 multiprocess==0.70.18
 #   then: run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600) and commit the report.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -124,7 +128,7 @@ if [[ -z $CPU ]]; then  # on a CPU both throughput parts would time the same tin
     part "Training throughput: gpt2-12-12, context 768" fenced $PY benchmarks/train_throughput.py $BIG_THROUGHPUT
 fi
 part "Training throughput: mini" fenced $PY benchmarks/train_throughput.py $MINI_THROUGHPUT
-TOK=$($PY benchmarks/gpu_check.py tokenizer --preset $TOKENIZER --out-root "$DATA" 2> "$WORK/tok.err" | tail -n 1)
+TOK=$(timeout "$PART_LIMIT" $PY benchmarks/gpu_check.py tokenizer --preset $TOKENIZER --out-root "$DATA" 2> "$WORK/tok.err" | tail -n 1)
 part "Decoding throughput: ours against transformers' generate (random weights)" \
     fenced $PY benchmarks/eval_throughput.py --tokenizer "$TOK" $EVAL_ARGS
 part "A time-limited mini training run ($MINI_SECONDS s)" mini_run

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
-from pretrain import static_cache
+from pretrain import decode, static_cache
 from pretrain.decode import DecodeConfig, DynamicStep, decode_batch, generate_beam, lean_by_default, left_pad
 from pretrain.model import CanonNeoXForCausalLM, ModelConfig, build_model
 from pretrain.static_cache import StaticNeoX, supports
@@ -100,12 +100,17 @@ def test_the_static_cache_is_the_default_on_a_cpu_only(chatty, monkeypatch):
     assert lean_by_default(model, torch.device("cpu"))
     assert not lean_by_default(model, torch.device("cuda"))
     assert not lean_by_default(torch.nn.Linear(2, 2), torch.device("cpu"))
+    cfg = DecodeConfig(max_new_tokens=3)
+    reference = decode_batch(model, ps, end, cfg, lean=False)
     taken = []
     monkeypatch.setattr(static_cache.StaticNeoX, "prefill", lambda self: taken.append("static") or 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        decode_batch(model, ps, end, DecodeConfig(max_new_tokens=3))
+    with pytest.raises(ZeroDivisionError):  # on this CPU: the static cache
+        decode_batch(model, ps, end, cfg)
     assert taken == ["static"]
-    assert decode_batch(model, ps, end, DecodeConfig(max_new_tokens=3), lean=False)  # told: the DynamicCache step
+    asked = []  # as on a GPU: decode_batch asks lean_by_default with the model's device and follows its answer
+    monkeypatch.setattr(decode, "lean_by_default", lambda m, device: asked.append((m, device)) or False)
+    assert decode_batch(model, ps, end, cfg) == reference and taken == ["static"]
+    assert asked == [(model, torch.device("cpu"))]
 
 
 def test_lean_sampling_draws_as_transformers(chatty):

@@ -30,7 +30,7 @@ from pretrain.distributed import all_reduce_sum, setup_distributed, teardown_dis
 from pretrain.model import ModelConfig, n_params
 from pretrain.runlog import RunLog, environment
 from pretrain.tokenizer import TokenizerConfig
-from pretrain.trainer import Trainer, check_skipped, setup
+from pretrain.trainer import StopRequest, Trainer, check_skipped, setup
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -69,6 +69,7 @@ class TrainConfig:
     keep_last: int = 2  # checkpoints kept
     resume: bool = False  # continue from runs/<run_name>/checkpoints/latest
     stop_at: int | None = None  # stop after this step with a checkpoint (a time-limited job); resume later
+    # (SIGTERM or SIGINT also stop the run after the step in progress, with a checkpoint: `pretrain.trainer.StopRequest`)
     max_skip_fraction: float = 0.01  # fail when more examples than this are longer than the context
 
     def __post_init__(self) -> None:
@@ -151,22 +152,25 @@ def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "", init=None) -
     log = RunLog(t.run_dir, t.main, tc.total_steps, tokens_per_step, t.flops_per_token, peak, device, tc.tensorboard)
     log.start(t.step, resolved_config, environment(device, world), banner(t))
     t.model.train()
-    while t.step < tc.total_steps:
-        micro_batches = [t.next_micro_batch() for _ in range(t.accum)]
-        loss, grad_norm = train_step(t.model, micro_batches, t.optimizer, t.autocast, tc.grad_clip, world)
-        t.scheduler.step()
-        t.step += 1
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss} at step {t.step}; lower train.lr or check the data")
-        log.add(loss)
-        if t.step % tc.log_every == 0 or t.step == tc.total_steps:
-            log.write(t.step, t.scheduler.get_last_lr()[0], grad_norm, t.packer.skipped)
-            check_skipped(t.packer, tc)
-        if t.step % tc.ckpt_every == 0 or t.step in (tc.total_steps, tc.stop_at):
-            t.save_checkpoint()
-        if t.step == tc.stop_at:
-            log.say(f"stopped at step {t.step} as asked (train.stop_at); continue with train.resume=true")
-            break
+    with StopRequest() as stop:
+        while t.step < tc.total_steps:
+            micro_batches = [t.next_micro_batch() for _ in range(t.accum)]
+            loss, grad_norm = train_step(t.model, micro_batches, t.optimizer, t.autocast, tc.grad_clip, world)
+            t.scheduler.step()
+            t.step += 1
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at step {t.step}; lower train.lr or check the data")
+            log.add(loss)
+            signalled = stop.asked(world, device)
+            if t.step % tc.log_every == 0 or t.step == tc.total_steps or signalled:
+                log.write(t.step, t.scheduler.get_last_lr()[0], grad_norm, t.packer.skipped)
+                check_skipped(t.packer, tc)
+            if t.step % tc.ckpt_every == 0 or t.step in (tc.total_steps, tc.stop_at) or signalled:
+                t.save_checkpoint()
+            if t.step == tc.stop_at or signalled:
+                why = f"by {stop.name or 'a signal to another rank'}" if signalled else "as asked (train.stop_at)"
+                log.say(f"stopped at step {t.step} {why}; continue with train.resume=true")
+                break
     parameters = n_params(unwrap(t.model))
     checkpoint = str(latest_checkpoint(t.run_dir))
     return log.finish(steps=t.step, total_steps=tc.total_steps, parameters=parameters, checkpoint=checkpoint)

@@ -5,6 +5,8 @@ restored from the run's latest checkpoint when resuming; and the checkpoint that
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +23,7 @@ from pretrain.checkpoint import (
     set_rng_state,
 )
 from pretrain.data import BuildConfig, build_dataset, ensure_tokenizer, load_dataset_dir
-from pretrain.distributed import all_gather, barrier
+from pretrain.distributed import all_gather, all_reduce_sum, barrier
 from pretrain.loader import ExampleStream, Packer, dataset_examples
 from pretrain.model import build_model, check_vocab, flops_per_token, peak_flops
 from pretrain.tokenizer import load_tokenizer
@@ -224,3 +226,38 @@ def setup(
         flops_per_token=fpt,
         peak_flops=peak,
     )
+
+
+class StopRequest:
+    """SIGTERM or SIGINT during training (a scheduler ending the job, `kill`, `timeout`, Ctrl-C) asks the loop to
+    stop after the step in progress, with a checkpoint to continue from (`train.resume=true`); a second signal acts
+    at once, as it would have without this. Installed only in the main thread (signal handlers live there)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.name: str | None = None  # the signal received, e.g. "SIGTERM"
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.name is not None:  # the second one: what it would have done without us
+            self.__exit__()
+            signal.raise_signal(signum)
+            return
+        self.name = signal.Signals(signum).name
+
+    def asked(self, world: int, device: torch.device) -> bool:
+        """Whether any rank received a signal (all ranks stop at the same step)."""
+        if world == 1:
+            return self.name is not None
+        return all_reduce_sum(torch.tensor(float(self.name is not None), device=device)).item() > 0

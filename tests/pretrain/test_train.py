@@ -95,6 +95,48 @@ def test_resume_continues_the_same_loss_curve(composer, smoke_out_root, tmp_path
     assert losses(tmp_path / "stopped") == losses(tmp_path / "straight")
 
 
+def test_a_signal_stops_the_run_with_a_checkpoint_to_resume(composer, smoke_out_root, tmp_path, monkeypatch):
+    """SIGTERM (a scheduler's end of job) during step 3 of 6: the run stops after that step with a checkpoint and
+    its handlers put back; resumed, it ends on the loss curve of a run straight through. A second signal acts at
+    once (here SIGINT: KeyboardInterrupt)."""
+    import signal
+
+    from pretrain import train as train_module
+
+    args = ["train.steps=6", "train.log_every=1", "train.ckpt_every=100"]
+    train(smoke(composer, smoke_out_root, *args), tmp_path / "straight")
+    step, calls = train_module.train_step, []
+
+    def signalled_step(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGTERM)
+        return step(*a, **k)
+
+    monkeypatch.setattr(train_module, "train_step", signalled_step)
+    handler, interrupt = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    final = train(smoke(composer, smoke_out_root, *args), tmp_path / "stopped")
+    assert final["steps"] == 3 and (tmp_path / "stopped/checkpoints/step_0000003").is_dir()
+    assert signal.getsignal(signal.SIGTERM) is handler
+    monkeypatch.setattr(train_module, "train_step", step)
+    train(smoke(composer, smoke_out_root, *args, "train.resume=true"), tmp_path / "stopped")
+    assert losses(tmp_path / "stopped") == losses(tmp_path / "straight")
+
+    def twice(*a, **k):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        return step(*a, **k)
+
+    monkeypatch.setattr(train_module, "train_step", twice)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # what a terminal's Ctrl-C meets (not pytest-xdist's)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(smoke(composer, smoke_out_root, *args), tmp_path / "twice")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+
+
 def test_saved_dataset_source(composer, smoke_out_root, tmp_path):
     cfg = smoke(
         composer,

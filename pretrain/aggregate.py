@@ -265,7 +265,8 @@ def paper_panel(ax, tags: list[str], color: dict, finetunes: list[str] | None = 
         if finetunes is None:  # the variants they report, joined over those they do not
             known = [(x, paper_value(entries, setting, tag, c, None)) for x, tag in enumerate(tags)]
             known = [(x, y) for x, y in known if y is not None]
-            ax.plot([x for x, _ in known], [y for _, y in known], label=f"op={c}", color="k", **style)
+            if known:
+                ax.plot([x for x, _ in known], [y for _, y in known], label=f"op={c}", color="k", **style)
             continue
         for tag in tags:
             ys = [paper_value(entries, setting, tag, c, None, finetune=m) for m in finetunes]
@@ -282,6 +283,8 @@ def paper_panel(ax, tags: list[str], color: dict, finetunes: list[str] | None = 
             ax.annotate(
                 f"clean, op={c}", (0, clean), textcoords="offset points", xytext=(2, 3), fontsize=7, color="grey"
             )
+    if not ax.get_legend_handles_labels()[0]:
+        ax.text(0.5, 0.5, "the papers report none\nof these variants", transform=ax.transAxes, ha="center", fontsize=8)
     figure = "P22 Figs. 4(b), 8" if finetunes is None else "P22 Fig. 7"
     ax.set(title=f"{figure} (iGSM-{setting})", ylabel="accuracy (%)", ylim=(0, 100))
     ax.grid(alpha=0.3)
@@ -324,7 +327,7 @@ def plot_variants(table: dict, out: Path, plt) -> None:
         paper_panel(axes[0][-1], tags, {})
         axes[0][-1].set_xticks(range(len(tags)), tags, rotation=45, ha="right", fontsize=8)
     axes[0][0].legend(fontsize=7)
-    if reference:
+    if reference and axes[0][-1].get_legend_handles_labels()[0]:
         axes[0][-1].legend(fontsize=7)
     fig.suptitle(f"{Path(table['sweep']).name}: {table['reduce']} over runs, 95% Wilson intervals", fontsize=10)
     fig.tight_layout()

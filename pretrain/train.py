@@ -173,7 +173,19 @@ def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "", init=None) -
                 break
     parameters = n_params(unwrap(t.model))
     checkpoint = str(latest_checkpoint(t.run_dir))
-    return log.finish(steps=t.step, total_steps=tc.total_steps, parameters=parameters, checkpoint=checkpoint)
+    stopped = {"stopped_by": stop.name} if stop.name else {}
+    final = log.finish(steps=t.step, total_steps=tc.total_steps, parameters=parameters, checkpoint=checkpoint, **stopped)
+    if stop.number is not None:  # after final.json: the caller (a shell, a scheduler, a sweep) sees the run was stopped
+        raise Stopped(stop.number)
+    return final
+
+
+class Stopped(SystemExit):
+    """The run stopped on a signal, its checkpoint saved: exits with the shell's status for it, 128 + the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
 
 
 def banner(t: Trainer) -> str:

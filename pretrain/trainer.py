@@ -63,6 +63,7 @@ def example_source(cfg: RunConfig, tok_path: Path, rank: int, world: int, start:
                 num_workers=workers,
                 prefetch_factor=8 if workers else None,
                 persistent_workers=False,
+                worker_init_fn=ignore_stop_signals,
             )
         )
     build = BuildConfig(data=cfg.data, tokenizer=cfg.tokenizer, out_root=cfg.out_root)
@@ -228,15 +229,25 @@ def setup(
     )
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """A data worker ignores SIGTERM and SIGINT, which a scheduler, `timeout` or Ctrl-C send to the whole process
+    group: the main process stops the run (`StopRequest`), and a worker dying first would fail the step in progress."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class StopRequest:
     """SIGTERM or SIGINT during training (a scheduler ending the job, `kill`, `timeout`, Ctrl-C) asks the loop to
-    stop after the step in progress, with a checkpoint to continue from (`train.resume=true`); a second signal acts
-    at once, as it would have without this. Installed only in the main thread (signal handlers live there)."""
+    stop after the step in progress, with a checkpoint to continue from (`train.resume=true`). A second SIGINT acts
+    at once, as it would have without this (a second SIGTERM does not: torchrun forwards the one a scheduler sends
+    to every process, so a rank can receive it twice). Installed only in the main thread (signal handlers live
+    there); data workers ignore both (`ignore_stop_signals`)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.name: str | None = None  # the signal received, e.g. "SIGTERM"
+        self.number: int | None = None
         self._previous: dict = {}
 
     def __enter__(self) -> StopRequest:
@@ -250,11 +261,11 @@ class StopRequest:
         self._previous = {}
 
     def _handle(self, signum: int, frame) -> None:
-        if self.name is not None:  # the second one: what it would have done without us
+        if self.name is not None and signum == signal.SIGINT:  # a second Ctrl-C: what it would have done without us
             self.__exit__()
             signal.raise_signal(signum)
             return
-        self.name = signal.Signals(signum).name
+        self.name, self.number = self.name or signal.Signals(signum).name, self.number or signum
 
     def asked(self, world: int, device: torch.device) -> bool:
         """Whether any rank received a signal (all ranks stop at the same step)."""

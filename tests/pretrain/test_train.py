@@ -96,9 +96,9 @@ def test_resume_continues_the_same_loss_curve(composer, smoke_out_root, tmp_path
 
 
 def test_a_signal_stops_the_run_with_a_checkpoint_to_resume(composer, smoke_out_root, tmp_path, monkeypatch):
-    """SIGTERM (a scheduler's end of job) during step 3 of 6: the run stops after that step with a checkpoint and
-    its handlers put back; resumed, it ends on the loss curve of a run straight through. A second signal acts at
-    once (here SIGINT: KeyboardInterrupt)."""
+    """SIGTERM (a scheduler's end of job) during step 3 of 6: the run stops after that step with a checkpoint, its
+    handlers put back, and exits with 128 + SIGTERM; resumed, it ends on the loss curve of a run straight through. A
+    second SIGINT acts at once (KeyboardInterrupt)."""
     import signal
 
     from pretrain import train as train_module
@@ -115,8 +115,12 @@ def test_a_signal_stops_the_run_with_a_checkpoint_to_resume(composer, smoke_out_
 
     monkeypatch.setattr(train_module, "train_step", signalled_step)
     handler, interrupt = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    final = train(smoke(composer, smoke_out_root, *args), tmp_path / "stopped")
-    assert final["steps"] == 3 and (tmp_path / "stopped/checkpoints/step_0000003").is_dir()
+    with pytest.raises(train_module.Stopped) as stopped:  # SystemExit: the shell sees 143, as for a killed job
+        train(smoke(composer, smoke_out_root, *args), tmp_path / "stopped")
+    assert stopped.value.code == 128 + signal.SIGTERM
+    final = json.loads((tmp_path / "stopped/final.json").read_text())
+    assert final["steps"] == 3 and final["stopped_by"] == "SIGTERM"
+    assert (tmp_path / "stopped/checkpoints/step_0000003").is_dir()
     assert signal.getsignal(signal.SIGTERM) is handler
     monkeypatch.setattr(train_module, "train_step", step)
     train(smoke(composer, smoke_out_root, *args, "train.resume=true"), tmp_path / "stopped")
@@ -135,6 +139,27 @@ def test_a_signal_stops_the_run_with_a_checkpoint_to_resume(composer, smoke_out_
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, interrupt)
+
+
+def test_data_workers_outlive_the_stop_signals(composer, smoke_out_root):
+    """A scheduler or Ctrl-C signals the whole process group: the stream's data workers ignore SIGTERM and SIGINT
+    (the main process stops the run), so the examples keep coming."""
+    import multiprocessing
+    import signal
+    import time
+
+    from pretrain.trainer import example_source
+
+    cfg = smoke(composer, smoke_out_root, "train.num_workers=1")
+    tokenizer = BuildConfig(data=cfg.data, tokenizer=cfg.tokenizer, out_root=cfg.out_root).tokenizer_path
+    before = set(multiprocessing.active_children())
+    stream = example_source(cfg, tokenizer, 0, 1, 0)
+    next(stream)
+    (worker,) = set(multiprocessing.active_children()) - before
+    os.kill(worker.pid, signal.SIGTERM)
+    os.kill(worker.pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert all(len(next(stream)["input_ids"]) for _ in range(600)) and worker.is_alive()  # past the prefetched
 
 
 def test_saved_dataset_source(composer, smoke_out_root, tmp_path):

@@ -152,7 +152,7 @@ def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "", init=None) -
     log = RunLog(t.run_dir, t.main, tc.total_steps, tokens_per_step, t.flops_per_token, peak, device, tc.tensorboard)
     log.start(t.step, resolved_config, environment(device, world), banner(t))
     t.model.train()
-    with StopRequest() as stop:
+    with StopRequest() as stop, contextlib.closing(t):  # closing: the data workers stop when the loop ends
         while t.step < tc.total_steps:
             micro_batches = [t.next_micro_batch() for _ in range(t.accum)]
             loss, grad_norm = train_step(t.model, micro_batches, t.optimizer, t.autocast, tc.grad_clip, world)

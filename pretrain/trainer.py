@@ -121,6 +121,13 @@ class Trainer:
         batch = self.packer.batch(self.cfg.train.micro_batch_size)
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
+    def close(self) -> None:
+        """Stop the data workers now: at the interpreter's exit torch leaves them to `multiprocessing`, which ends
+        them with SIGTERM, and they ignore it (`ignore_stop_signals`)."""
+        shutdown = getattr(self.packer.examples, "_shutdown_workers", None)  # a DataLoader's multi-process iterator
+        if shutdown is not None:
+            shutdown()
+
     def save_checkpoint(self) -> None:
         """Checkpoint the current step (rank 0 writes, with every rank's data position); all ranks wait for it."""
         positions = all_gather(self.packer.consumed)

@@ -160,6 +160,9 @@ def test_data_workers_outlive_the_stop_signals(composer, smoke_out_root):
     os.kill(worker.pid, signal.SIGINT)
     time.sleep(0.5)
     assert all(len(next(stream)["input_ids"]) for _ in range(600)) and worker.is_alive()  # past the prefetched
+    stream._shutdown_workers()  # what `Trainer.close` does: they ignore multiprocessing's SIGTERM at exit
+    worker.join(timeout=10)
+    assert not worker.is_alive()
 
 
 def test_saved_dataset_source(composer, smoke_out_root, tmp_path):

@@ -173,9 +173,10 @@ def train(cfg: RunConfig, run_dir: Path, resolved_config: str = "", init=None) -
                 break
     parameters = n_params(unwrap(t.model))
     checkpoint = str(latest_checkpoint(t.run_dir))
-    stopped = {"stopped_by": stop.name} if stop.name else {}
+    cut = stop.number is not None and t.step < tc.total_steps  # (a signal during the last step stops nothing)
+    stopped = {"stopped_by": stop.name} if cut else {}
     final = log.finish(steps=t.step, total_steps=tc.total_steps, parameters=parameters, checkpoint=checkpoint, **stopped)
-    if stop.number is not None:  # after final.json: the caller (a shell, a scheduler, a sweep) sees the run was stopped
+    if cut:  # after final.json: the caller (a shell, a scheduler, a sweep) sees the run was stopped
         raise Stopped(stop.number)
     return final
 

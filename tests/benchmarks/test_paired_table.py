@@ -12,11 +12,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from paired_table import main  # noqa: E402
 
 
-def fake(run: Path, correct: list[bool], backs: list[int], loss: float | None = None) -> Path:
+def fake(
+    run: Path, correct: list[bool], backs: list[int], loss: float | None = None, extra: list[list[str]] | None = None
+) -> Path:
     out = run / "eval" / "step_0000010" / "greedy"
     out.mkdir(parents=True)
-    pairs = enumerate(zip(correct, backs, strict=True))
-    rows = [{"split": "test_op1", "index": i, "correct": c, "n_back": b} for i, (c, b) in pairs]
+    extra = extra or [[] for _ in correct]
+    pairs = enumerate(zip(correct, backs, extra, strict=True))
+    rows = [
+        {"split": "test_op1", "index": i, "correct": c, "n_back": b, "unnecessary_params": u}
+        for i, (c, b, u) in pairs
+    ]
     (out / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if loss is not None:
         (run / "final.json").write_text(json.dumps({"loss": loss}))
@@ -31,6 +37,15 @@ def test_gains_losses_and_backs_are_counted_per_problem(tmp_path, capsys):
     assert lines[2] == "| base | 50.0 [15.0-85.0] | 0.00 | 0.00 | - |"
     # solves 2 the base does not (+2), loses 1 (-1): McNemar p = 1.0; BACKs 1/3 per correct, 2 per wrong
     assert lines[3] == "| ft | 75.0 [30.1-95.4] +2/-1, p=1.00 | 0.33 | 2.00 | 0.250 |"
+
+
+def test_solutions_with_unnecessary_parameters_are_counted_right_or_wrong(tmp_path, capsys):
+    base = fake(tmp_path / "base", [True, False], [0, 0])
+    run = fake(tmp_path / "run", [True, False], [0, 0], loss=0.5, extra=[["Lisbon's Park"], ["a", "b"]])
+    main([str(base), str(run), "--unnecessary"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "with an unnecessary parameter (op1)" in lines[0] and lines[1].count("|") == lines[0].count("|")
+    assert lines[2].endswith("| 0 | - |") and lines[3].endswith("| 2 | 0.500 |")
 
 
 def test_runs_on_other_problems_are_refused(tmp_path):

@@ -253,9 +253,13 @@ class StopRequest:
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
-        self.name: str | None = None  # the signal received, e.g. "SIGTERM"
-        self.number: int | None = None
+        self.number: int | None = None  # the first signal received
         self._previous: dict = {}
+
+    @property
+    def name(self) -> str | None:
+        """The first signal received, e.g. "SIGTERM"."""
+        return None if self.number is None else signal.Signals(self.number).name
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -268,14 +272,14 @@ class StopRequest:
         self._previous = {}
 
     def _handle(self, signum: int, frame) -> None:
-        if self.name is not None and signum == signal.SIGINT:  # a second Ctrl-C: what it would have done without us
+        if self.number is None:
+            self.number = signum
+        elif signum == signal.SIGINT:  # a second Ctrl-C: what it would have done without us
             self.__exit__()
             signal.raise_signal(signum)
-            return
-        self.name, self.number = self.name or signal.Signals(signum).name, self.number or signum
 
     def asked(self, world: int, device: torch.device) -> bool:
         """Whether any rank received a signal (all ranks stop at the same step)."""
         if world == 1:
-            return self.name is not None
-        return all_reduce_sum(torch.tensor(float(self.name is not None), device=device)).item() > 0
+            return self.number is not None
+        return all_reduce_sum(torch.tensor(float(self.number is not None), device=device)).item() > 0

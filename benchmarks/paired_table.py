@@ -9,6 +9,14 @@ training loss (final.json). With --unnecessary, also how many of each split's so
 parameter the question does not need (the verifier's `unnecessary_params`: the papers' "unnecessary parameters").
 Problems are paired by (split, index): every run must have evaluated the same ones.
 Prints a markdown table.
+
+With --seeds K, the runs are taken K at a time, each group one variant's seeds (the first group the base's), and a
+row is a variant over its seeds: accuracy pooled over the seeds (their mean) with the pooled count's Wilson interval,
+each seed's own accuracy in brackets, gains and losses summed over the seeds with each seed paired against the base's
+run of the same seed, and the exact McNemar p of those sums (a problem's pairs in different seeds counted as
+independent). A group's runs must differ in `train.seed` only (their config.yaml), with the base's seeds:
+
+    python benchmarks/paired_table.py --seeds 2 $S/clean_s0 $S/clean_s1 $S/retry0.5_s0 $S/retry0.5_s1
 """
 
 from __future__ import annotations
@@ -36,28 +44,83 @@ def generations(run: Path, name: str) -> dict[tuple[str, int], dict]:
     return {(g["split"], g["index"]): g for g in map(json.loads, newest.read_text().splitlines())}
 
 
-def row(run: Path, gens: dict, base: dict, splits: list[str], unnecessary: bool = False) -> list[str]:
-    """The run's cells; `gens is base` for the base's own row (no change, no finetune loss)."""
-    if gens.keys() != base.keys():
-        raise SystemExit(f"error: {run} was evaluated on other problems than the base ({len(gens)} vs {len(base)})")
+def row(
+    runs: list[Path], gens: list[dict], base: list[dict], splits: list[str], unnecessary: bool = False
+) -> list[str]:
+    """A variant's cells over its seeds (`gens[i]` the generations of `runs[i]`, paired with `base[i]`, the base's
+    run of the same seed); `gens is base` for the base's own row (no change, no loss)."""
+    for run, g, b in zip(runs, gens, base, strict=True):
+        if g.keys() != b.keys():
+            raise SystemExit(f"error: {run} was evaluated on other problems than the base ({len(g)} vs {len(b)})")
+    own = gens is base
     cells = []
     for split in splits:
-        keys = [k for k in gens if k[0] == split]
-        right = sum(gens[k]["correct"] for k in keys)
-        lo, hi = wilson(right, len(keys))
-        gained = sum(gens[k]["correct"] and not base[k]["correct"] for k in keys)
-        lost = sum(base[k]["correct"] and not gens[k]["correct"] for k in keys)
-        change = f" +{gained}/-{lost}, p={p_value(mcnemar_p(gained, lost))}" if gens is not base else ""
-        cells.append(f"{100 * right / len(keys):.1f} [{100 * lo:.1f}-{100 * hi:.1f}]{change}")
+        right = [sum(g[k]["correct"] for k in g if k[0] == split) for g in gens]
+        n = [sum(k[0] == split for k in g) for g in gens]
+        lo, hi = wilson(sum(right), sum(n))
+        pairs = [
+            (g[k]["correct"], b[k]["correct"]) for g, b in zip(gens, base, strict=True) for k in g if k[0] == split
+        ]
+        gained = sum(ours and not theirs for ours, theirs in pairs)
+        lost = sum(theirs and not ours for ours, theirs in pairs)
+        cell = f"{100 * sum(right) / sum(n):.1f} [{100 * lo:.1f}-{100 * hi:.1f}]"
+        if len(gens) > 1:
+            cell += " (" + " / ".join(f"{100 * r / m:.1f}" for r, m in zip(right, n, strict=True)) + ")"
+        cells.append(cell + ("" if own else f" +{gained}/-{lost}, p={p_value(mcnemar_p(gained, lost))}"))
     for want in (True, False):
-        backs = [[g["n_back"] for k, g in gens.items() if k[0] == s and g["correct"] == want] for s in splits]
+        backs = [[g[k]["n_back"] for g in gens for k in g if k[0] == s and g[k]["correct"] == want] for s in splits]
         cells.append(" / ".join(f"{sum(b) / len(b):.2f}" if b else "-" for b in backs))
     if unnecessary:
-        extra = [sum(bool(g["unnecessary_params"]) for k, g in gens.items() if k[0] == s) for s in splits]
+        extra = [sum(bool(g[k]["unnecessary_params"]) for g in gens for k in g if k[0] == s) for s in splits]
         cells.append(" / ".join(map(str, extra)))
-    final = run / "final.json"
-    cells.append(f"{json.loads(final.read_text())['loss']:.3f}" if final.exists() and gens is not base else "-")
+    finals = [run / "final.json" for run in runs]
+    if own or not all(f.exists() for f in finals):
+        cells.append("-")
+    else:
+        losses = [json.loads(f.read_text())["loss"] for f in finals]
+        cells.append(f"{sum(losses) / len(losses):.3f}")
     return cells
+
+
+def seed_groups(runs: list[Path], k: int) -> list[list[Path]]:
+    """The runs in groups of k, each sorted by seed; every group a variant's seeds, the same seeds as the first's."""
+    from omegaconf import OmegaConf
+
+    if k < 1 or len(runs) % k:
+        raise SystemExit(f"error: --seeds {k} needs a multiple of {k} runs, got {len(runs)}")
+    groups = []
+    for start in range(0, len(runs), k):
+        configs = {}
+        for run in runs[start : start + k]:
+            if not (run / "config.yaml").exists():
+                raise SystemExit(f"error: --seeds needs each run's config.yaml, {run} has none")
+            cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+            seed = cfg["train"].pop("seed")
+            cfg.pop("run_name", None)
+            configs[run] = (seed, cfg)
+        group = sorted(configs, key=lambda r: configs[r][0])
+        first = configs[group[0]][1]
+        for run in group[1:]:
+            if configs[run][1] != first:
+                raise SystemExit(
+                    f"error: {run} differs from {group[0]} in more than train.seed: not seeds of one variant"
+                )
+        seeds = [configs[r][0] for r in group]
+        if len(set(seeds)) < k:
+            raise SystemExit(f"error: the runs {', '.join(map(str, group))} share a seed ({seeds})")
+        if groups and seeds != groups[0][1]:
+            raise SystemExit(f"error: {group[0]}'s group has seeds {seeds}, the base's {groups[0][1]}")
+        groups.append((group, seeds))
+    return [g for g, _ in groups]
+
+
+def label(group: list[Path]) -> str:
+    """A row's name: the run's folder, or a group's first folder without its `_s<seed>` and the group's size."""
+    if len(group) == 1:
+        return group[0].name
+    name = group[0].name
+    stem, _, tail = name.rpartition("_s")
+    return f"{stem if stem and tail.isdigit() else name} ({len(group)} seeds)"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,17 +128,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", type=Path, nargs="+", help="run folders; the first is the base")
     ap.add_argument("--eval", default="greedy", help="the evaluation's name (eval.name)")
     ap.add_argument("--unnecessary", action="store_true", help="count solutions with an unnecessary parameter")
+    ap.add_argument("--seeds", type=int, default=1, help="runs per variant (its seeds), paired seed by seed")
     args = ap.parse_args(argv)
-    base = generations(args.runs[0], args.eval)
-    splits = list(dict.fromkeys(k[0] for k in base))
+    groups = seed_groups(args.runs, args.seeds) if args.seeds != 1 else [[r] for r in args.runs]
+    base = [generations(run, args.eval) for run in groups[0]]
+    splits = list(dict.fromkeys(k[0] for k in base[0]))
     short = [s.removeprefix("test_") for s in splits]
     per = " / ".join(short)
     extra = f" with an unnecessary parameter ({per}) |" if args.unnecessary else ""
     print(f"| run | {' | '.join(short)} | BACK per correct ({per}) | BACK per wrong ({per}) |{extra} final loss |")
     print("|---|" + "---|" * len(splits) + "---:|---:|" + "---:|" * args.unnecessary + "---:|")
-    for run in args.runs:
-        gens = base if run == args.runs[0] else generations(run, args.eval)
-        print(f"| {run.name} | {' | '.join(row(run, gens, base, splits, args.unnecessary))} |")
+    for group in groups:
+        gens = base if group is groups[0] else [generations(run, args.eval) for run in group]
+        print(f"| {label(group)} | {' | '.join(row(group, gens, base, splits, args.unnecessary))} |")
 
 
 if __name__ == "__main__":

@@ -61,3 +61,38 @@ def test_a_small_p_keeps_its_digits():
     from paired_table import p_value
 
     assert (p_value(1.0), p_value(0.0123), p_value(3.7e-5)) == ("1.00", "0.01", "4e-05")
+
+
+def seeded(run: Path, seed: int, correct: list[bool], mistakes: str = "none", loss: float = 0.5) -> Path:
+    fake(run, correct, [0] * len(correct), loss=loss)
+    config = {"data": {"mistakes": mistakes}, "train": {"seed": seed}, "run_name": run.name}
+    (run / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    return run
+
+
+def test_seeds_are_pooled_and_paired_seed_by_seed(tmp_path, capsys):
+    clean = [seeded(tmp_path / "clean_s0", 0, [True, True, False, False]), seeded(tmp_path / "clean_s1", 1, [True] * 4)]
+    # given out of seed order: paired by seed all the same
+    retry = [
+        seeded(tmp_path / "retry_s1", 1, [True, True, True, False], "retry", loss=0.3),
+        seeded(tmp_path / "retry_s0", 0, [True, True, True, True], "retry", loss=0.1),
+    ]
+    main(["--seeds", "2", *map(str, clean + retry)])
+    lines = capsys.readouterr().out.splitlines()
+    # clean: 6 of 8 pooled (50% and 100% per seed); retry: 7 of 8 (100% / 75%): seed 0 gains 2, seed 1 loses 1
+    assert lines[2].startswith("| clean (2 seeds) | 75.0 [40.9-92.9] (50.0 / 100.0) |")
+    assert lines[3] == "| retry (2 seeds) | 87.5 [52.9-97.8] (100.0 / 75.0) +2/-1, p=1.00 | 0.00 | 0.00 | 0.200 |"
+
+
+def test_seed_groups_must_be_one_variant_with_the_base_seeds(tmp_path):
+    a0, a1 = seeded(tmp_path / "a_s0", 0, [True]), seeded(tmp_path / "a_s1", 1, [True])
+    b0, b2 = seeded(tmp_path / "b_s0", 0, [True], "retry"), seeded(tmp_path / "b_s2", 2, [True], "retry")
+    c1 = seeded(tmp_path / "c_s1", 1, [True], "retry")
+    with pytest.raises(SystemExit, match="multiple of 2 runs"):
+        main(["--seeds", "2", str(a0), str(a1), str(b0)])
+    with pytest.raises(SystemExit, match="more than train.seed"):
+        main(["--seeds", "2", str(a0), str(c1)])
+    with pytest.raises(SystemExit, match=r"seeds \[0, 2\], the base's \[0, 1\]"):
+        main(["--seeds", "2", str(a0), str(a1), str(b0), str(b2)])
+    with pytest.raises(SystemExit, match="share a seed"):
+        main(["--seeds", "2", str(a0), str(seeded(tmp_path / "a_again", 0, [True]))])

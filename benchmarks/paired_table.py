@@ -12,8 +12,8 @@ Prints a markdown table.
 
 With --seeds K, the runs are taken K at a time, each group one variant's seeds (the first group the base's), and a
 row is a variant over its seeds: accuracy pooled over the seeds (their mean) with the pooled count's Wilson interval,
-each seed's own accuracy in brackets, gains and losses summed over the seeds with each seed paired against the base's
-run of the same seed, and the exact McNemar p of those sums (a problem's pairs in different seeds counted as
+each seed's own accuracy in parentheses, gains and losses summed over the seeds with each seed paired against the
+base's run of the same seed, and the exact McNemar p of those sums (a problem's pairs in different seeds counted as
 independent). A group's runs must differ in `train.seed` only (their config.yaml), with the base's seeds:
 
     python benchmarks/paired_table.py --seeds 2 $S/clean_s0 $S/clean_s1 $S/retry0.5_s0 $S/retry0.5_s1
@@ -22,6 +22,7 @@ independent). A group's runs must differ in `train.seed` only (their config.yaml
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -37,11 +38,14 @@ def p_value(p: float) -> str:
 
 
 def generations(run: Path, name: str) -> dict[tuple[str, int], dict]:
-    found = sorted(run.glob(f"eval/*/{name}/generations.jsonl"))
+    """The verdicts of the run's newest evaluation named `name`: its generations.jsonl, or a gzipped copy
+    (generations.jsonl.gz: how benchmarks/results/ keeps the runs of a sweep without their checkpoints)."""
+    found = sorted([*run.glob(f"eval/*/{name}/generations.jsonl"), *run.glob(f"eval/*/{name}/generations.jsonl.gz")])
     if not found:
         raise SystemExit(f"error: {run} has no evaluation named {name!r} (eval/<step>/{name}/generations.jsonl)")
     newest = max(found, key=lambda p: p.parent.parent.name)
-    return {(g["split"], g["index"]): g for g in map(json.loads, newest.read_text().splitlines())}
+    text = gzip.decompress(newest.read_bytes()).decode() if newest.suffix == ".gz" else newest.read_text()
+    return {(g["split"], g["index"]): g for g in map(json.loads, text.splitlines())}
 
 
 def row(

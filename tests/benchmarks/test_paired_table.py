@@ -57,6 +57,20 @@ def test_runs_on_other_problems_are_refused(tmp_path):
         main([str(base), "--eval", "beam4"])
 
 
+def test_gzipped_generations_read_as_the_plain_file(tmp_path, capsys):
+    import gzip
+
+    base = fake(tmp_path / "base", [True, False, False], [0, 0, 0])
+    run = fake(tmp_path / "run", [False, True, True], [1, 0, 2], loss=0.5)
+    main([str(base), str(run)])
+    plain = capsys.readouterr().out
+    gens = run / "eval" / "step_0000010" / "greedy" / "generations.jsonl"
+    gens.with_suffix(".jsonl.gz").write_bytes(gzip.compress(gens.read_bytes()))
+    gens.unlink()
+    main([str(base), str(run)])
+    assert capsys.readouterr().out == plain
+
+
 def test_a_small_p_keeps_its_digits():
     from paired_table import p_value
 

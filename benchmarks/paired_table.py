@@ -90,7 +90,9 @@ def seed_groups(runs: list[Path], k: int) -> list[list[Path]]:
     """The runs in groups of k, each sorted by seed; every group a variant's seeds, the same seeds as the first's."""
     from omegaconf import OmegaConf
 
-    if k < 1 or len(runs) % k:
+    if k < 1:
+        raise SystemExit(f"error: --seeds must be >= 1 (runs per variant), got {k}")
+    if len(runs) % k:
         raise SystemExit(f"error: --seeds {k} needs a multiple of {k} runs, got {len(runs)}")
     groups = []
     for start in range(0, len(runs), k):
@@ -99,7 +101,9 @@ def seed_groups(runs: list[Path], k: int) -> list[list[Path]]:
             if not (run / "config.yaml").exists():
                 raise SystemExit(f"error: --seeds needs each run's config.yaml, {run} has none")
             cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
-            seed = cfg["train"].pop("seed")
+            seed = cfg.get("train", {}).pop("seed", None)
+            if seed is None:
+                raise SystemExit(f"error: {run}/config.yaml has no train.seed")
             cfg.pop("run_name", None)
             configs[run] = (seed, cfg)
         group = sorted(configs, key=lambda r: configs[r][0])

@@ -102,6 +102,8 @@ def test_seed_groups_must_be_one_variant_with_the_base_seeds(tmp_path):
     a0, a1 = seeded(tmp_path / "a_s0", 0, [True]), seeded(tmp_path / "a_s1", 1, [True])
     b0, b2 = seeded(tmp_path / "b_s0", 0, [True], "retry"), seeded(tmp_path / "b_s2", 2, [True], "retry")
     c1 = seeded(tmp_path / "c_s1", 1, [True], "retry")
+    with pytest.raises(SystemExit, match="--seeds must be >= 1"):
+        main(["--seeds", "0", str(a0)])
     with pytest.raises(SystemExit, match="multiple of 2 runs"):
         main(["--seeds", "2", str(a0), str(a1), str(b0)])
     with pytest.raises(SystemExit, match="more than train.seed"):

@@ -94,7 +94,7 @@ def seed_groups(runs: list[Path], k: int) -> list[list[Path]]:
         raise SystemExit(f"error: --seeds must be >= 1 (runs per variant), got {k}")
     if len(runs) % k:
         raise SystemExit(f"error: --seeds {k} needs a multiple of {k} runs, got {len(runs)}")
-    groups = []
+    groups, base_seeds = [], None
     for start in range(0, len(runs), k):
         configs = {}
         for run in runs[start : start + k]:
@@ -116,10 +116,11 @@ def seed_groups(runs: list[Path], k: int) -> list[list[Path]]:
         seeds = [configs[r][0] for r in group]
         if len(set(seeds)) < k:
             raise SystemExit(f"error: the runs {', '.join(map(str, group))} share a seed ({seeds})")
-        if groups and seeds != groups[0][1]:
-            raise SystemExit(f"error: {group[0]}'s group has seeds {seeds}, the base's {groups[0][1]}")
-        groups.append((group, seeds))
-    return [g for g, _ in groups]
+        base_seeds = base_seeds or seeds
+        if seeds != base_seeds:
+            raise SystemExit(f"error: {group[0]}'s group has seeds {seeds}, the base's {base_seeds}")
+        groups.append(group)
+    return groups
 
 
 def label(group: list[Path]) -> str:

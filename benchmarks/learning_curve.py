@@ -5,6 +5,13 @@
 For each `checkpoints/step_N` of the run: its step, tokens and wall-clock minutes (from metrics.jsonl, so the
 minutes are the training's own, not this script's) and the accuracy with its 95% interval per split. Prints a
 markdown table and writes curve.json and curve.png into the run directory.
+
+    python benchmarks/learning_curve.py runs/L6 --from-json --target 0.95 --fit-last 6
+
+`--target` says where the curve would get: per split, a straight line through the last `--fit-last` points in
+logit(accuracy) against log(tokens), and the tokens (and minutes, at the run's own rate) at which that line reaches
+the target. A rough guide, not a prediction: the checkpoints of one cosine schedule are not ends of shorter runs,
+and nothing says the trend holds beyond the run. `--from-json` reuses the run's curve.json instead of evaluating.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -59,6 +67,46 @@ def with_splits(data: DataConfig, splits: list[str]) -> DataConfig:
     return dataclasses.replace(data, test_ops=test_ops, seen_ops=seen_ops)
 
 
+def logit_fit(points: list[dict], split: str, n: int, target: float, last: int) -> dict:
+    """A least-squares line through the last `last` points with tokens, logit(accuracy) against ln(tokens), and the
+    tokens at which it reaches `target`. Accuracies are k/n; logit((k + 0.5) / (n + 1)) keeps 0 and n finite.
+    tokens_at_target is None when the line does not rise (slope <= 0)."""
+    if not 0 < target < 1:
+        raise ValueError(f"target must lie strictly between 0 and 1, got {target}")
+    pts = [p for p in points if p.get("tokens")][-last:]
+    if len(pts) < 2:
+        raise ValueError(f"a line needs at least 2 points with tokens, got {len(pts)} (last={last})")
+    xs = [math.log(p["tokens"]) for p in pts]
+    ys = []
+    for p in pts:
+        k = round(p[split]["accuracy"] * n)
+        q = (k + 0.5) / (n + 1)
+        ys.append(math.log(q / (1 - q)))
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    intercept = my - slope * mx
+    fit = {"split": split, "points": len(pts), "from_step": pts[0]["step"], "slope": slope, "target": target}
+    fit["tokens_at_target"] = None
+    fit["minutes_at_target"] = None
+    if slope > 0:
+        tokens = math.exp((math.log(target / (1 - target)) - intercept) / slope)
+        fit["tokens_at_target"] = tokens
+        last_point = pts[-1]
+        if last_point.get("minutes"):
+            fit["minutes_at_target"] = tokens / last_point["tokens"] * last_point["minutes"]
+    return fit
+
+
+def fit_line(fit: dict) -> str:
+    where = f"{DataConfig.column(fit['split'])}: {fit['points']} points from step {fit['from_step']}, "
+    where += f"logit slope {fit['slope']:.2f} per ln(tokens)"
+    if fit["tokens_at_target"] is None:
+        return where + f": not rising, never reaches {100 * fit['target']:.0f}%"
+    minutes = f", ~{fit['minutes_at_target']:,.0f} minutes at this run's rate" if fit["minutes_at_target"] else ""
+    return where + f": {100 * fit['target']:.0f}% at ~{fit['tokens_at_target'] / 1e6:,.0f}M tokens{minutes}"
+
+
 def row(p: dict, splits: list[str]) -> str:
     minutes = f"{p['minutes']:.1f}" if p["minutes"] is not None else "-"
     tokens = f"{p['tokens'] / 1e6:.2f}M" if p["tokens"] else "-"
@@ -95,21 +143,43 @@ def plot(points: list[dict], splits: list[str], out: Path, title: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a run directory (with checkpoints/ and metrics.jsonl)")
-    ap.add_argument("--splits", nargs="+", required=True, help="test splits of the run's data")
+    ap.add_argument("--splits", nargs="+", help="test splits of the run's data (with --from-json: curve.json's)")
     ap.add_argument("--n", type=int, default=128, help="problems per split")
     ap.add_argument("--max-length", type=int, default=512, help="prompt + generation tokens")
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--from-json", action="store_true", help="reuse the run's curve.json (no evaluation)")
+    ap.add_argument("--target", type=float, help="where would each split reach this accuracy (0-1)? see above")
+    ap.add_argument("--fit-last", type=int, default=4, help="points (the last ones) the --target line goes through")
     args = ap.parse_args()
-    if not (args.run / "checkpoints").is_dir():
-        raise SystemExit(f"error: {args.run} has no checkpoints/ folder")
-    print(f"torch threads: {torch.get_num_threads()}")
-    print("| step | tokens | minutes | loss | " + " | ".join(DataConfig.column(s) for s in args.splits) + " |")
-    print("|---:|---:|---:|---:|" + "---|" * len(args.splits))
-    points = curve(args.run, args.splits, args.n, args.max_length, args.batch_size)
-    with atomic_open(args.run / "curve.json") as f:
-        json.dump({"splits": args.splits, "n": args.n, "points": points}, f, indent=1)
-    plot(points, args.splits, args.run / "curve.png", args.run.name)
-    print(f"wrote {args.run}/curve.json, curve.png")
+    if args.from_json:
+        if not (args.run / "curve.json").is_file():
+            raise SystemExit(f"error: {args.run} has no curve.json (run without --from-json first)")
+        saved = json.loads((args.run / "curve.json").read_text())
+        splits, n, points = args.splits or saved["splits"], saved["n"], saved["points"]
+        if missing := [s for s in splits if s not in saved["splits"]]:
+            raise SystemExit(f"error: {args.run}/curve.json has no {missing} (it has {saved['splits']})")
+        print("| step | tokens | minutes | loss | " + " | ".join(DataConfig.column(s) for s in splits) + " |")
+        print("|---:|---:|---:|---:|" + "---|" * len(splits))
+        for p in points:
+            print(row(p, splits))
+    else:
+        if not args.splits:
+            raise SystemExit("error: --splits is needed to evaluate (only --from-json takes curve.json's)")
+        if not (args.run / "checkpoints").is_dir():
+            raise SystemExit(f"error: {args.run} has no checkpoints/ folder")
+        splits, n = args.splits, args.n
+        print(f"torch threads: {torch.get_num_threads()}")
+        print("| step | tokens | minutes | loss | " + " | ".join(DataConfig.column(s) for s in splits) + " |")
+        print("|---:|---:|---:|---:|" + "---|" * len(splits))
+        points = curve(args.run, splits, n, args.max_length, args.batch_size)
+        with atomic_open(args.run / "curve.json") as f:
+            json.dump({"splits": splits, "n": n, "points": points}, f, indent=1)
+        plot(points, splits, args.run / "curve.png", args.run.name)
+        print(f"wrote {args.run}/curve.json, curve.png")
+    if args.target is not None:
+        print()
+        for s in splits:
+            print(fit_line(logit_fit(points, s, n, args.target, args.fit_last)))
 
 
 if __name__ == "__main__":

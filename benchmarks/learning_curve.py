@@ -103,8 +103,8 @@ def fit_line(fit: dict) -> str:
     where += f"logit slope {fit['slope']:.2f} per ln(tokens)"
     if fit["tokens_at_target"] is None:
         return where + f": not rising, never reaches {100 * fit['target']:.0f}%"
-    minutes = f", ~{fit['minutes_at_target']:,.0f} minutes at this run's rate" if fit["minutes_at_target"] else ""
-    return where + f": {100 * fit['target']:.0f}% at ~{fit['tokens_at_target'] / 1e6:,.0f}M tokens{minutes}"
+    minutes = f", ~{fit['minutes_at_target']:.3g} minutes at this run's rate" if fit["minutes_at_target"] else ""
+    return where + f": {100 * fit['target']:.0f}% at ~{fit['tokens_at_target']:.3g} tokens{minutes}"
 
 
 def row(p: dict, splits: list[str]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "benchmarks" / "results" / "models" / "laptop-L5" / "checkpoints" / "step_0001000"
+BEST = REPO / "benchmarks" / "results" / "models" / "laptop-L6" / "checkpoints" / "step_0006000"
 
 
 def test_the_committed_laptop_base_solves_seen_problems_and_writes_two_attempts():
@@ -30,3 +31,20 @@ def test_the_committed_laptop_base_solves_seen_problems_and_writes_two_attempts(
     assert two["test_seen_op1"]["n"] == 8
     assert all(r["answer1"] is not None and r["answer2"] is not None for r in records)  # both attempts end in an answer
     assert two["test_seen_op1"]["unchanged"] >= 0.5, two  # the base restates its first attempt (SCoRe's start)
+
+
+def test_the_committed_best_laptop_model_solves_templates_it_never_saw():
+    """L6 (laptop-search.md, trial L6: the laptop_canon recipe for 6,000 steps) solves op-3 problems whose solution
+    templates training never has: the harness's first model that generalises, kept loadable and solving."""
+    from igsm.dataset import DataConfig
+    from pretrain.config import to_dataclass
+    from pretrain.decode import DecodeConfig
+    from pretrain.evaluate import EvalConfig, checkpoint_data, checkpoint_roles, evaluate_model, load_checkpoint
+
+    model, tok, run_config = load_checkpoint(BEST, "cpu", "fp32")
+    data = to_dataclass(DataConfig, checkpoint_data(None, run_config, BEST))
+    ev = EvalConfig(splits=["test_seen_op3", "test_op3"], n=16, decode=DecodeConfig(max_length=512))
+    summary, _ = evaluate_model(model, tok, checkpoint_roles(tok, run_config, BEST), data, ev, progress=False)
+    # measured when committed, on these 16 problems each: 12 and 6 (74.2% and 32.0% of 128); chance is ~1/23
+    assert summary["test_seen_op3"]["accuracy"] >= 8 / 16, summary["test_seen_op3"]
+    assert summary["test_op3"]["accuracy"] >= 2 / 16, summary["test_op3"]

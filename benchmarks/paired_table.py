@@ -7,7 +7,12 @@ its 95% Wilson interval, the problems it solves that the base does not (+) and t
 p-value of that change (pretrain.evaluate.mcnemar_p), BACKs per correct and per wrong solution, and the run's final
 training loss (final.json). With --unnecessary, also how many of each split's solutions (right or wrong) define a
 parameter the question does not need (the verifier's `unnecessary_params`: the papers' "unnecessary parameters").
-Problems are paired by (split, index): every run must have evaluated the same ones.
+Problems are paired by (split, index): every run must have evaluated the same ones; the columns are the splits
+every run evaluated. `RUN@NAME` takes that run's evaluation NAME rather than --eval's, so two decodings of one model
+pair too (retry upon regret against greedy, on the problems both decoded):
+
+    python benchmarks/paired_table.py runs/L6 runs/L6@rur_perfect
+
 Prints a markdown table.
 
 With --seeds K, the runs are taken K at a time, each group one variant's seeds (the first group the base's), and a
@@ -52,11 +57,13 @@ def row(
     runs: list[Path], gens: list[dict], base: list[dict], splits: list[str], unnecessary: bool = False
 ) -> list[str]:
     """A variant's cells over its seeds (`gens[i]` the generations of `runs[i]`, paired with `base[i]`, the base's
-    run of the same seed); `gens is base` for the base's own row (no change, no loss)."""
+    run of the same seed) on `splits`; `gens is base` for the base's own row (no change, no loss)."""
+    own = gens is base
+    gens = [{k: v for k, v in g.items() if k[0] in splits} for g in gens]
+    base = [{k: v for k, v in b.items() if k[0] in splits} for b in base]
     for run, g, b in zip(runs, gens, base, strict=True):
         if g.keys() != b.keys():
             raise SystemExit(f"error: {run} was evaluated on other problems than the base ({len(g)} vs {len(b)})")
-    own = gens is base
     cells = []
     for split in splits:
         right = [sum(g[k]["correct"] for k in g if k[0] == split) for g in gens]
@@ -132,24 +139,47 @@ def label(group: list[Path]) -> str:
     return f"{stem if stem and tail.isdigit() else name} ({len(group)} seeds)"
 
 
+def run_and_eval(arg: str, default: str) -> tuple[Path, str]:
+    """`RUN@NAME` -> (RUN, NAME); a plain run folder (even one whose name has an @) -> (it, default)."""
+    run, at, name = arg.rpartition("@")
+    if not at or Path(arg).is_dir():
+        return Path(arg), default
+    if not run or not name:
+        raise SystemExit(f"error: {arg!r} is neither a run folder nor RUN@NAME")
+    return Path(run), name
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", type=Path, nargs="+", help="run folders; the first is the base")
+    ap.add_argument("runs", nargs="+", help="run folders (RUN@NAME: the run's evaluation NAME); the first is the base")
     ap.add_argument("--eval", default="greedy", help="the evaluation's name (eval.name)")
     ap.add_argument("--unnecessary", action="store_true", help="count solutions with an unnecessary parameter")
     ap.add_argument("--seeds", type=int, default=1, help="runs per variant (its seeds), paired seed by seed")
     args = ap.parse_args(argv)
-    groups = seed_groups(args.runs, args.seeds) if args.seeds != 1 else [[r] for r in args.runs]
-    base = [generations(run, args.eval) for run in groups[0]]
-    splits = list(dict.fromkeys(k[0] for k in base[0]))
+    if args.seeds != 1:
+        if any("@" in r for r in args.runs):
+            raise SystemExit("error: --seeds takes plain run folders (one --eval for all), not RUN@NAME")
+        groups = [[(run, args.eval) for run in g] for g in seed_groups([Path(r) for r in args.runs], args.seeds)]
+    else:
+        groups = [[run_and_eval(r, args.eval)] for r in args.runs]
+    gens_of = [[generations(run, name) for run, name in group] for group in groups]
+    splits = [
+        s
+        for s in dict.fromkeys(k[0] for k in gens_of[0][0])
+        if all(s in {k[0] for k in g} for gs in gens_of for g in gs)
+    ]
+    if not splits:
+        raise SystemExit("error: no split was evaluated by every run")
     short = [s.removeprefix("test_") for s in splits]
     per = " / ".join(short)
     extra = f" with an unnecessary parameter ({per}) |" if args.unnecessary else ""
     print(f"| run | {' | '.join(short)} | BACK per correct ({per}) | BACK per wrong ({per}) |{extra} final loss |")
     print("|---|" + "---|" * len(splits) + "---:|---:|" + "---:|" * args.unnecessary + "---:|")
-    for group in groups:
-        gens = base if group is groups[0] else [generations(run, args.eval) for run in group]
-        print(f"| {label(group)} | {' | '.join(row(group, gens, base, splits, args.unnecessary))} |")
+    base = gens_of[0]
+    for group, gens in zip(groups, gens_of, strict=True):
+        runs = [run for run, _ in group]
+        name = label(runs) + ("" if all(n == args.eval for _, n in group) else f"@{group[0][1]}")
+        print(f"| {name} | {' | '.join(row(runs, gens, base, splits, args.unnecessary))} |")
 
 
 if __name__ == "__main__":

@@ -112,3 +112,23 @@ def test_seed_groups_must_be_one_variant_with_the_base_seeds(tmp_path):
         main(["--seeds", "2", str(a0), str(a1), str(b0), str(b2)])
     with pytest.raises(SystemExit, match="share a seed"):
         main(["--seeds", "2", str(a0), str(seeded(tmp_path / "a_again", 0, [True]))])
+
+
+def test_another_decoding_of_the_same_run_pairs_on_the_splits_both_decoded(tmp_path, capsys):
+    run = fake(tmp_path / "L6", [True, False, False, True], [0, 0, 0, 0], loss=0.04)
+    rur = run / "eval" / "step_0000010" / "rur_perfect"
+    rur.mkdir()
+    rows = [
+        {"split": "test_op1", "index": i, "correct": c, "n_back": 0, "unnecessary_params": []}
+        for i, c in enumerate([True, True, True, True])
+    ]
+    rows.append({"split": "test_op2", "index": 0, "correct": True, "n_back": 0, "unnecessary_params": []})
+    (rur / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    main([str(run), f"{run}@rur_perfect"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| run | op1 | BACK")  # op2: only the second decoding has it, so no column
+    assert lines[3].startswith("| L6@rur_perfect | 100.0 [51.0-100.0] +2/-0, p=0.50 |"), lines[3]
+    with pytest.raises(SystemExit, match="RUN@NAME"):
+        main([str(run), f"{run}@"])
+    with pytest.raises(SystemExit, match="plain run folders"):
+        main(["--seeds", "2", str(run), f"{run}@rur_perfect"])

@@ -48,3 +48,7 @@ def test_the_committed_best_laptop_model_solves_templates_it_never_saw():
     # measured when committed, on these 16 problems each: 12 and 6 (74.2% and 32.0% of 128); chance is ~1/23
     assert summary["test_seen_op3"]["accuracy"] >= 8 / 16, summary["test_seen_op3"]
     assert summary["test_op3"]["accuracy"] >= 2 / 16, summary["test_op3"]
+    # its committed regret probe (the learned detector of its retry-upon-regret row) still loads onto it
+    from probes.probe import load_detector
+
+    load_detector(model, tok, BEST.parent.parent / "probes" / BEST.name / "default")

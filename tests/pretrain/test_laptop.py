@@ -29,6 +29,15 @@ def test_retry_sweep_variants_are_distinct_runs_with_one_budget(composer):
     assert all(r.model.canon_kernel == 12 and r.train.doc_mask for r in runs)  # the laptop_canon recipe
 
 
+def test_the_long_preset_is_the_committed_best_model_s_run(composer):
+    """`+experiment=laptop_long` re-creates trial L6 (benchmarks/results/models/laptop-L6): its config.yaml and the
+    preset's composition agree in everything but the run's name."""
+    ours = OmegaConf.to_container(composer("pretrain", ["+experiment=laptop_long"]), resolve=True)
+    committed = OmegaConf.to_container(OmegaConf.load(CONF.parent / "benchmarks/results/models/laptop-L6/config.yaml"))
+    ours.pop("run_name"), committed.pop("run_name")
+    assert ours == committed
+
+
 # The preset, half as long, as `+experiment=laptop_canon` trains it: without attention across packed examples and
 # with the Canon convolution the retrieval phase change comes by step ~130 (measured with random symbols: loss 0.39
 # and 39% of 64 seen op-1 problems at step 200; 150 steps are too few: 0.74 and 3%; the plain model at 200 steps:

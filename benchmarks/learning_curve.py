@@ -151,17 +151,17 @@ def main() -> None:
     ap.add_argument("--target", type=float, help="where would each split reach this accuracy (0-1)? see above")
     ap.add_argument("--fit-last", type=int, default=4, help="points (the last ones) the --target line goes through")
     args = ap.parse_args()
+    if args.target is not None and not 0 < args.target < 1:
+        raise SystemExit(f"error: --target is an accuracy strictly between 0 and 1, got {args.target}")
+    if args.fit_last < 2:
+        raise SystemExit(f"error: --fit-last needs at least 2 points for a line, got {args.fit_last}")
     if args.from_json:
         if not (args.run / "curve.json").is_file():
             raise SystemExit(f"error: {args.run} has no curve.json (run without --from-json first)")
         saved = json.loads((args.run / "curve.json").read_text())
-        splits, n, points = args.splits or saved["splits"], saved["n"], saved["points"]
+        splits, n = args.splits or saved["splits"], saved["n"]
         if missing := [s for s in splits if s not in saved["splits"]]:
             raise SystemExit(f"error: {args.run}/curve.json has no {missing} (it has {saved['splits']})")
-        print("| step | tokens | minutes | loss | " + " | ".join(DataConfig.column(s) for s in splits) + " |")
-        print("|---:|---:|---:|---:|" + "---|" * len(splits))
-        for p in points:
-            print(row(p, splits))
     else:
         if not args.splits:
             raise SystemExit("error: --splits is needed to evaluate (only --from-json takes curve.json's)")
@@ -169,8 +169,13 @@ def main() -> None:
             raise SystemExit(f"error: {args.run} has no checkpoints/ folder")
         splits, n = args.splits, args.n
         print(f"torch threads: {torch.get_num_threads()}")
-        print("| step | tokens | minutes | loss | " + " | ".join(DataConfig.column(s) for s in splits) + " |")
-        print("|---:|---:|---:|---:|" + "---|" * len(splits))
+    print("| step | tokens | minutes | loss | " + " | ".join(DataConfig.column(s) for s in splits) + " |")
+    print("|---:|---:|---:|---:|" + "---|" * len(splits))
+    if args.from_json:
+        points = saved["points"]
+        for p in points:
+            print(row(p, splits))
+    else:
         points = curve(args.run, splits, n, args.max_length, args.batch_size)
         with atomic_open(args.run / "curve.json") as f:
             json.dump({"splits": splits, "n": n, "points": points}, f, indent=1)

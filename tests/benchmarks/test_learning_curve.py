@@ -74,3 +74,7 @@ def test_from_json_prints_the_saved_curve_and_the_crossing(tmp_path, monkeypatch
     monkeypatch.setattr(sys, "argv", ["learning_curve.py", str(tmp_path), "--from-json", "--splits", "op4"])
     with pytest.raises(SystemExit, match="has no"):
         learning_curve.main()
+    for bad, message in ((["--target", "95"], "strictly between 0 and 1"), (["--fit-last", "1"], "at least 2")):
+        monkeypatch.setattr(sys, "argv", ["learning_curve.py", str(tmp_path), *bad])  # refused before evaluating
+        with pytest.raises(SystemExit, match=message):
+            learning_curve.main()

@@ -35,7 +35,7 @@ def test_the_committed_laptop_base_solves_seen_problems_and_writes_two_attempts(
 
 def test_the_committed_best_laptop_model_solves_templates_it_never_saw():
     """L6 (laptop-search.md, trial L6: the laptop_canon recipe for 6,000 steps) solves op-3 problems whose solution
-    templates training never has: the harness's first model that generalises, kept loadable and solving."""
+    templates training never has: the laptop model that generalises best so far, kept loadable and solving."""
     from igsm.dataset import DataConfig
     from pretrain.config import to_dataclass
     from pretrain.decode import DecodeConfig

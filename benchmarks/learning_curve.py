@@ -22,6 +22,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -82,10 +83,7 @@ def logit_fit(points: list[dict], split: str, n: int, target: float, last: int) 
         k = round(p[split]["accuracy"] * n)
         q = (k + 0.5) / (n + 1)
         ys.append(math.log(q / (1 - q)))
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    intercept = my - slope * mx
+    slope, intercept = (float(c) for c in np.polyfit(xs, ys, 1))
     fit = {"split": split, "points": len(pts), "from_step": pts[0]["step"], "slope": slope, "target": target}
     fit["tokens_at_target"] = None
     fit["minutes_at_target"] = None

@@ -163,11 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         groups = [[run_and_eval(r, args.eval)] for r in args.runs]
     gens_of = [[generations(run, name) for run, name in group] for group in groups]
-    splits = [
-        s
-        for s in dict.fromkeys(k[0] for k in gens_of[0][0])
-        if all(s in {k[0] for k in g} for gs in gens_of for g in gs)
-    ]
+    common = set.intersection(*({k[0] for k in g} for gs in gens_of for g in gs))
+    splits = [s for s in dict.fromkeys(k[0] for k in gens_of[0][0]) if s in common]
     if not splits:
         raise SystemExit("error: no split was evaluated by every run")
     short = [s.removeprefix("test_") for s in splits]
